@@ -1,0 +1,47 @@
+# tritonfleet: the two commands a fresh machine needs are `make site` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+INVENTORY ?= inventory/local.yml
+
+.PHONY: venv site preflight verify remove test lint unit integration molecule bench clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+## Main job: provision this machine, serve Triton, verify it.
+site: venv
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/site.yml $(ARGS)
+
+preflight: venv
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/preflight.yml $(ARGS)
+
+verify: venv
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/verify.yml $(ARGS)
+
+remove: venv
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/remove.yml $(ARGS)
+
+## Tests: lint, unit, integration (real tritonserver, real ansible-playbook, real SSH), molecule.
+test: venv
+	tests/run-all
+
+lint: venv
+	tests/run-lint
+
+unit: venv
+	$(BIN)/pytest tests/unit -q
+
+bench: venv
+	for b in tests/bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
