@@ -1,0 +1,187 @@
+#!/usr/bin/python
+# SPDX-License-Identifier: Apache-2.0
+"""Ansible module: plan a Triton install for one host from its facts and the compatibility matrix."""
+
+from __future__ import annotations
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.triton_compat import ENABLE_GPU_CHOICES, METHODS, CompatError, build_plan, load_matrix
+
+DOCUMENTATION = r"""
+module: triton_compat
+short_description: Plan a Triton release, install method and GPU use for one host
+description:
+  - Checks the host's C(triton_host) facts against the Triton compatibility matrix (releases, CUDA and
+    driver rules, compute capabilities, Jetson builds, glibc, install methods) and returns
+    C(ansible_facts.triton_plan), the contract every later role reads (docs/architecture.md).
+  - Fails, before anything changes, with a message that says what is wrong, what was found where, what is
+    supported and what to do, for any combination the host cannot run.
+  - Runs on the controller (C(delegate_to=localhost)); the matrix is controller-side data, one copy for the
+    fleet. Changes nothing.
+version_added: "0.1.0"
+author: tritonfleet
+options:
+  host:
+    description: The host's C(ansible_facts.triton_host) from C(triton_host_facts).
+    type: dict
+    required: true
+  release:
+    description: Triton release, as the container tag C(24.10) or the server version C(2.51.0); quote it in YAML.
+    type: str
+    default: "24.10"
+  method:
+    description: Install method.
+    type: str
+    default: wheel
+    choices: [wheel, tarball, container, source]
+  enable_gpu:
+    description: Use a GPU when the host has a usable one (C(auto)), require one (C(true)) or plan for CPU (C(false)).
+    type: str
+    default: auto
+    choices: [auto, "true", "false"]
+  gpus:
+    description: Pin a subset of CUDA device ids; empty means every usable GPU.
+    type: list
+    elements: int
+    default: []
+  matrix_path:
+    description: Path of the compatibility matrix on the controller.
+    type: path
+    required: true
+attributes:
+  check_mode:
+    support: full
+    details: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+  facts:
+    support: full
+requirements:
+  - PyYAML on the controller (an ansible-core dependency)
+"""
+
+EXAMPLES = r"""
+- name: Ensure a Triton plan exists for this host
+  triton_compat:
+    host: "{{ ansible_facts['triton_host'] }}"
+    release: "24.10"
+    method: container
+    enable_gpu: auto
+    matrix_path: "{{ role_path }}/files/triton_matrix.yml"
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: Facts added to the host.
+  returned: success
+  type: dict
+  contains:
+    triton_plan:
+      description: The plan (docs/architecture.md); every key always present.
+      type: dict
+      contains:
+        release:
+          description: Container release C(YY.MM).
+          type: str
+          sample: "24.10"
+        server_version:
+          description: Triton server version.
+          type: str
+          sample: "2.51.0"
+        install_method:
+          description: Install method.
+          type: str
+          choices: [wheel, tarball, container, source]
+        container_image:
+          description: Image that fits this host (C(-igpu) on JetPack 6); null when none does.
+          type: str
+          sample: nvcr.io/nvidia/tritonserver:24.10-py3
+        container_tag:
+          description: Tag of I(container_image).
+          type: str
+          sample: 24.10-py3
+        cuda_version:
+          description: CUDA version of the build; null when unverified in the matrix.
+          type: str
+          sample: "12.6.2"
+        min_driver_version:
+          description: Driver for full CUDA support, derived from the CUDA version; null off dGPU or when unknown.
+          type: str
+          sample: "560.35.03"
+        enable_gpu:
+          description: Triton will use a GPU on this host.
+          type: bool
+        instance_kind:
+          description: Instance kind for the models.
+          type: str
+          choices: [KIND_GPU, KIND_CPU]
+        gpu_ids:
+          description: CUDA ids Triton will use; empty on CPU plans.
+          type: list
+          elements: int
+        min_compute_capability:
+          description: The build's default minimum compute capability.
+          type: str
+          sample: "6.0"
+        min_supported_compute_capability:
+          description: Value for C(--min-supported-compute-capability) when the device is below the default, else null.
+          type: str
+          sample: "5.3"
+        hide_gpus:
+          description: CPU plan on a host with GPUs; hide them from Triton.
+          type: bool
+        platform:
+          description: Host platform.
+          type: str
+          choices: [jetson, dgpu, cpu]
+        arch:
+          description: Host architecture.
+          type: str
+          sample: x86_64
+        jetson_artifact:
+          description:
+            - Jetson tarball or container to install, else null.
+            - Keys C(kind), C(name), C(server_version), C(release), C(jetpack), C(min_jetpack), C(source).
+          type: dict
+        matrix_version:
+          description: Version of the matrix the plan came from.
+          type: int
+          sample: 1
+        notes:
+          description: Decisions and caveats, one sentence each.
+          type: list
+          elements: str
+"""
+
+ARGUMENT_SPEC = {
+    "host": {"type": "dict", "required": True},
+    "release": {"type": "str", "default": "24.10"},
+    "method": {"type": "str", "default": "wheel", "choices": list(METHODS)},
+    "enable_gpu": {"type": "str", "default": "auto", "choices": list(ENABLE_GPU_CHOICES)},
+    "gpus": {"type": "list", "elements": "int", "default": []},
+    "matrix_path": {"type": "path", "required": True},
+}
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    params = module.params
+    try:
+        matrix = load_matrix(params["matrix_path"])
+        plan = build_plan(
+            params["host"], matrix, params["release"], params["method"], params["enable_gpu"], params["gpus"]
+        )
+    except CompatError as err:
+        module.fail_json(msg=str(err), wrong=err.wrong, found=err.found, supported=err.supported, todo=err.todo)
+    except ValueError as err:
+        module.fail_json(
+            msg=f"a version in the host facts or the matrix cannot be compared: {err}. Found: triton_host of "
+            f"{params['host'].get('root', '/')} and {params['matrix_path']}. Supported: dotted numeric versions "
+            "such as '8.7' or '550.54.15'. To fix: re-gather triton_host with triton_host_facts, or correct the matrix."
+        )
+    module.exit_json(changed=False, ansible_facts={"triton_plan": plan})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Role triton_platform: defaults, argument specs and the triton_compat module agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import triton_compat as module
+import yaml
+
+ROLE = Path(__file__).resolve().parents[2] / "roles" / "triton_platform"
+
+
+def load(rel: str):
+    return yaml.safe_load((ROLE / rel).read_text(encoding="utf-8"))
+
+
+def test_defaults_and_argument_specs_have_the_same_keys():
+    defaults = load("defaults/main.yml")
+    options = load("meta/argument_specs.yml")["argument_specs"]["main"]["options"]
+    assert set(defaults) == set(options)
+    assert all(name.startswith("triton_platform_") for name in defaults)
+
+
+def test_role_choices_match_the_module():
+    options = load("meta/argument_specs.yml")["argument_specs"]["main"]["options"]
+    assert options["triton_platform_install_method"]["choices"] == module.ARGUMENT_SPEC["method"]["choices"]
+    assert options["triton_platform_enable_gpu"]["choices"] == module.ARGUMENT_SPEC["enable_gpu"]["choices"]
+    assert options["triton_platform_gpus"]["elements"] == module.ARGUMENT_SPEC["gpus"]["elements"]
+
+
+def test_defaults_derive_from_the_fleet_knobs():
+    """docs/architecture.md: each prefixed default reads its short fleet knob first."""
+    defaults = load("defaults/main.yml")
+    knobs = {
+        "triton_platform_release": "triton_release",
+        "triton_platform_install_method": "triton_install_method",
+        "triton_platform_enable_gpu": "triton_enable_gpu",
+        "triton_platform_gpus": "triton_gpus",
+        "triton_platform_arch": "triton_host_arch",
+    }
+    for name, knob in knobs.items():
+        assert f"{{{{ {knob} | default(" in defaults[name], name
+    assert defaults["triton_platform_device_check"] is False
+
+
+def test_device_check_spot_calls_the_module_with_the_plan():
+    tasks = load("tasks/device_check.yml")
+    assert len(tasks) == 1
+    assert tasks[0]["triton_device_check"] == {"plan": "{{ ansible_facts['triton_plan'] }}"}
+    include = next(t for t in load("tasks/main.yml") if "ansible.builtin.include_tasks" in t)
+    assert include["ansible.builtin.include_tasks"] == "device_check.yml"
+    assert include["when"] == "triton_platform_device_check | bool"
