@@ -8,7 +8,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.triton_cuda import CudaDriver
-from ansible.module_utils.triton_device_check import check_devices
+from ansible.module_utils.triton_device_check import access_for_user, check_devices
 from ansible.module_utils.triton_nvml import load_nvml
 
 DOCUMENTATION = r"""
@@ -38,6 +38,12 @@ options:
     description: Fail when a finding has severity C(error).
     type: bool
     default: true
+  user:
+    description:
+      - Judge device-node access for this user from owner, group and mode bits, instead of
+        the user the module runs as (root can open anything; the service user may not be able
+        to read the controller-side Python). Omit to test the running user with C(os.access).
+    type: str
 attributes:
   check_mode:
     support: full
@@ -91,6 +97,7 @@ ARGUMENT_SPEC = {
     "plan": {"type": "dict", "required": True},
     "root": {"type": "path", "default": "/"},
     "fail_on_error": {"type": "bool", "default": True},
+    "user": {"type": "str"},
 }
 
 
@@ -98,8 +105,17 @@ def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     nvml, nvml_reason = load_nvml()
     try:
+        access, gids = os.access, None
+        if module.params["user"]:
+            access, gids = access_for_user(module.params["user"])
         result = check_devices(
-            module.params["plan"], nvml, CudaDriver(), os.environ, module.params["root"], nvml_reason
+            module.params["plan"], nvml, CudaDriver(), os.environ, module.params["root"], nvml_reason, access, gids
+        )
+    except KeyError:
+        module.fail_json(
+            msg=f"the device check cannot judge access for user {module.params['user']!r}: no such user on the host. "
+            "Supported: an existing account (the service user once triton_service has run). "
+            "Fix: omit user before the first install, or create the account."
         )
     except ValueError as err:
         module.fail_json(

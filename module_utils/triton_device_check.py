@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import grp
 import os
+import pwd
 import re
 import stat
 from collections.abc import Callable, Mapping
@@ -65,6 +66,32 @@ def _node(root: Path, rel: str, required: bool, access: Callable[[str, int], boo
         user_in_group=st.st_gid in gids,
     )
     return info
+
+
+def access_for_user(name: str) -> tuple[Callable[[str, int], bool], set[int]]:
+    """Return an access test and the group ids for user ``name``, judged from mode bits.
+
+    The check runs as the connection user (root can open anything, and the service user's
+    Python may not be readable), so the service user's view is computed from each node's owner,
+    group and mode with that user's uid and groups from the passwd and group databases.
+    Raises KeyError when the user does not exist.
+    """
+    entry = pwd.getpwnam(name)
+    gids = {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if name in g.gr_mem}
+
+    def access(path: str, mode: int) -> bool:
+        st = os.stat(path)
+        if st.st_uid == entry.pw_uid:
+            shift = 6
+        elif st.st_gid in gids:
+            shift = 3
+        else:
+            shift = 0
+        granted = (stat.S_IMODE(st.st_mode) >> shift) & 0o7
+        wanted = (4 if mode & os.R_OK else 0) | (2 if mode & os.W_OK else 0) | (1 if mode & os.X_OK else 0)
+        return granted & wanted == wanted
+
+    return access, gids
 
 
 def device_nodes(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from ansible.module_utils.triton_cuda import CudaError, CudaUnavailable
-from ansible.module_utils.triton_device_check import check_devices, device_nodes
+from ansible.module_utils.triton_device_check import access_for_user, check_devices, device_nodes
 from fakes.fake_nvml import FakeNvml
 
 GPU_PLAN = {
@@ -276,3 +276,38 @@ def test_jetpack7_jetson_uses_dgpu_style_nodes(tmp_path):
     make_root(tmp_path, ("dev/nvidiactl", "dev/nvidia-uvm", "dev/nvidia0"))
     nodes = device_nodes("jetson", str(tmp_path))
     assert [n["path"] for n in nodes] == ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia0"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "owner_is_user", "group_is_users", "expected"),
+    [
+        (0o666, False, False, True),
+        (0o660, False, False, False),
+        (0o660, False, True, True),
+        (0o600, True, False, True),
+        (0o640, False, True, False),
+        (0o000, True, True, False),
+    ],
+    ids=["world-rw", "other-denied", "group-rw", "owner-rw", "group-read-only", "nothing"],
+)
+def test_access_for_user_reads_mode_bits(tmp_path, monkeypatch, mode, owner_is_user, group_is_users, expected):
+    import pwd as pwd_mod
+    import types
+
+    node = tmp_path / "nvidiactl"
+    node.write_bytes(b"")
+    node.chmod(mode)
+    st = node.stat()
+    user = types.SimpleNamespace(
+        pw_uid=st.st_uid if owner_is_user else st.st_uid + 4242,
+        pw_gid=st.st_gid if group_is_users else st.st_gid + 4242,
+    )
+    monkeypatch.setattr(pwd_mod, "getpwnam", lambda name: user)
+    access, gids = access_for_user("svc")
+    assert (st.st_gid in gids) is group_is_users
+    assert access(str(node), os.R_OK | os.W_OK) is expected
+
+
+def test_access_for_user_unknown_user_raises():
+    with pytest.raises(KeyError):
+        access_for_user("no-such-user-tritonfleet")
