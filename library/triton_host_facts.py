@@ -184,12 +184,12 @@ ansible_facts:
 
 # Ansible's module layout puts imports after DOCUMENTATION/EXAMPLES/RETURN (validate-modules
 # rule import-before-documentation), hence E402 below.
-import os  # noqa: E402
-from pathlib import Path  # noqa: E402
+import os
+from pathlib import Path
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.triton_host import gather_host_facts, nvml_skip_reason  # noqa: E402
-from ansible.module_utils.triton_nvml import load_nvml  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.triton_host import gather_host_facts, nvml_skip_reason
+from ansible.module_utils.triton_nvml import load_nvml
 
 ARGUMENT_SPEC = {
     "root": {"type": "path", "default": "/"},
