@@ -182,8 +182,6 @@ ansible_facts:
           elements: str
 """
 
-# Ansible's module layout puts imports after DOCUMENTATION/EXAMPLES/RETURN (validate-modules
-# rule import-before-documentation), hence E402 below.
 import os
 from pathlib import Path
 
