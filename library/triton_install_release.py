@@ -1,0 +1,182 @@
+#!/usr/bin/python
+# SPDX-License-Identifier: Apache-2.0
+"""Ansible module: lay a Triton release out under <prefix>/releases/<version> and switch current."""
+
+from __future__ import annotations
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.triton_install import (
+    ChecksumError,
+    InstallError,
+    build_request,
+    container_run_argv,
+    install_release,
+)
+
+DOCUMENTATION = r"""
+module: triton_install_release
+short_description: Install one Triton server release atomically under a prefix
+description:
+  - Stages the release from a pytriton wheel (installed in a venv), a release tarball, a build.py
+    install tree, or writes a container run specification, into
+    C(<prefix>/releases/.staging-<version>-<random>).
+  - Verifies the staged tree (C(bin/tritonserver), the server version, GPU build against the plan),
+    writes C(manifest.json) last, renames the staging dir to C(<prefix>/releases/<version>), points
+    C(<prefix>/current) at it and keeps the newest O(keep_releases) releases.
+  - Leftover staging dirs and release dirs without a manifest are removed first.
+  - Up to date (no change) when the release's manifest has the same version, method, source,
+    sha256 and python_bin_dir and its files still match the manifest's C(files_sha256).
+version_added: "0.1.0"
+author: tritonfleet
+options:
+  prefix:
+    description: Install prefix (C(triton_install_prefix)).
+    type: path
+    required: true
+  method:
+    description: Where the release comes from.
+    type: str
+    required: true
+    choices: [wheel, tarball, container, source]
+  plan:
+    description: The install plan (C(ansible_facts.triton_plan)); needs server_version, release, platform.
+    type: dict
+    required: true
+  source:
+    description: What the manifest records as the artifact's origin (package spec, URL, path, repo@commit).
+    type: str
+    required: true
+  src:
+    description:
+      - C(wheel) the venv's site-packages dir holding C(pytriton/tritonserver); C(source) the build's install dir.
+    type: path
+  archive:
+    description: C(tarball) the release archive on the host.
+    type: path
+  sha256:
+    description: C(tarball) the archive's expected sha256.
+    type: str
+  remove_bad_archive:
+    description: Delete O(archive) when its checksum is wrong (a cached download), so the next run fetches it again.
+    type: bool
+    default: false
+  python_bin_dir:
+    description: bin dir of the Python (with numpy) the python backend stub runs with.
+    type: path
+  python_version:
+    description: Minor version of that Python (C(3.11)); picks the python backend stub.
+    type: str
+  enable_gpu:
+    description:
+      - C(auto) follows the plan's enable_gpu; C(true) requires a GPU build.
+      - C(false) allows a GPU build only when the plan hides every GPU or the host has none.
+    type: str
+    default: auto
+    choices: [auto, "true", "false"]
+  keep_releases:
+    description: How many complete releases to keep (the current one always stays).
+    type: int
+    default: 3
+  host:
+    description: C(ansible_facts.triton_host) (container engines, NVIDIA runtime, JetPack); used by C(container).
+    type: dict
+    default: {}
+  container:
+    description: C(container) run options (engine, name, models_root, model_repository, ports, shm_size, gpu_mode).
+    type: dict
+    default: {}
+attributes:
+  check_mode:
+    support: full
+    description:
+      - Reports the actions it would take and changes nothing.
+      - A missing artifact (a download skipped in check mode) is not an error.
+  diff_mode:
+    support: none
+  facts:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Ensure the Triton release from the wheel venv is current
+  triton_install_release:
+    prefix: /opt/tritonserver
+    method: wheel
+    plan: "{{ ansible_facts['triton_plan'] }}"
+    source: pypi:nvidia-pytriton==0.7.0
+    src: /opt/tritonserver/venvs/pytriton-0.7.0/lib/python3.11/site-packages
+    python_bin_dir: /opt/tritonserver/venvs/pytriton-0.7.0/bin
+    python_version: "3.11"
+"""
+
+RETURN = r"""
+release_dir:
+  description: The release directory (C(<prefix>/releases/<server_version>)).
+  returned: always
+  type: str
+manifest:
+  description: The release's manifest (null in check mode before a first install).
+  returned: always
+  type: dict
+actions:
+  description: What was (or, in check mode, would be) done, one line each.
+  returned: always
+  type: list
+  elements: str
+container_argv:
+  description: The engine command line for the container method (the service runs it).
+  returned: when method is container
+  type: list
+  elements: str
+"""
+
+ARGUMENT_SPEC = {
+    "prefix": {"type": "path", "required": True},
+    "method": {"type": "str", "required": True, "choices": ["wheel", "tarball", "container", "source"]},
+    "plan": {"type": "dict", "required": True},
+    "source": {"type": "str", "required": True},
+    "src": {"type": "path"},
+    "archive": {"type": "path"},
+    "sha256": {"type": "str"},
+    "remove_bad_archive": {"type": "bool", "default": False},
+    "python_bin_dir": {"type": "path"},
+    "python_version": {"type": "str"},
+    "enable_gpu": {"type": "str", "default": "auto", "choices": ["auto", "true", "false"]},
+    "keep_releases": {"type": "int", "default": 3},
+    "host": {"type": "dict", "default": {}},
+    "container": {"type": "dict", "default": {}},
+}
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        supports_check_mode=True,
+        required_if=[
+            ("method", "wheel", ("src", "python_bin_dir", "python_version")),
+            ("method", "tarball", ("archive", "sha256")),
+            ("method", "source", ("src",)),
+        ],
+    )
+    try:
+        request = build_request(module.params)
+        result = install_release(request, module.check_mode)
+    except ChecksumError as exc:
+        if module.params["remove_bad_archive"]:
+            module.add_cleanup_file(module.params["archive"])
+        module.fail_json(msg=str(exc), path=module.params["archive"])
+    except InstallError as exc:
+        module.fail_json(msg=str(exc))
+    except OSError as exc:
+        module.fail_json(
+            msg=f"Installing the Triton release under {module.params['prefix']} failed: {exc}. "
+            "The previous release and the current link are unchanged. Fix the cause (space, permissions) and rerun.",
+            path=getattr(exc, "filename", None),
+        )
+    if module.params["method"] == "container":
+        result["container_argv"] = container_run_argv(request["container_spec"])
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Helpers shared by tests: a real Triton release built from the pytriton wheel (triton_dist)."""
