@@ -41,13 +41,16 @@ def test_defaults_derive_from_the_fleet_knobs():
     }
     for name, knob in knobs.items():
         assert f"{{{{ {knob} | default(" in defaults[name], name
-    assert defaults["triton_platform_device_check"] is False
+    assert defaults["triton_platform_device_check"] is True
 
 
 def test_device_check_spot_calls_the_module_with_the_plan():
     tasks = load("tasks/device_check.yml")
-    assert len(tasks) == 1
-    assert tasks[0]["triton_device_check"] == {"plan": "{{ ansible_facts['triton_plan'] }}"}
+    check = next(t for t in tasks if "triton_device_check" in t)
+    assert check["triton_device_check"]["plan"] == "{{ ansible_facts['triton_plan'] }}"
+    # The service's environment: a CPU plan hides every GPU from CUDA.
+    assert "'CUDA_VISIBLE_DEVICES': ''" in check["environment"]
+    assert "hide_gpus" in check["environment"]
     include = next(t for t in load("tasks/main.yml") if "ansible.builtin.include_tasks" in t)
     assert include["ansible.builtin.include_tasks"] == "device_check.yml"
     assert include["when"] == "triton_platform_device_check | bool"
