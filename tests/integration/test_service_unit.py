@@ -1,0 +1,98 @@
+"""The role's systemd unit and supervisord config, rendered by Ansible from the role's own
+templates and variables, checked by systemd-analyze (this machine has no systemd to run it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ROLE = REPO_ROOT / "roles" / "triton_service"
+KEY = "k3yFromTheKeyFileOnlyXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+RENDER = """
+- name: Render the service files
+  hosts: localhost
+  gather_facts: false
+  vars_files:
+    - {role}/defaults/main.yml
+    - {role}/vars/main.yml
+  tasks:
+    - name: Render {{{{ item }}}}
+      ansible.builtin.template:
+        src: {role}/templates/{{{{ item }}}}.j2
+        dest: "{{{{ out }}}}/{{{{ item }}}}"
+        mode: "0644"
+      loop: [tritonserver.service, supervisord.conf]
+"""
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("unit")
+    launcher = base / "opt" / "bin" / "tritonfleet-serve"
+    launcher.parent.mkdir(parents=True)
+    launcher.write_text("#!/bin/sh\n")
+    launcher.chmod(0o755)
+    (base / "etc").mkdir()
+    (base / "etc" / "api-key").write_text(KEY)
+    (base / "render.yml").write_text(RENDER.format(role=ROLE))
+    extra = {
+        "out": str(base),
+        "triton_service_home": str(base / "opt"),
+        "triton_service_config_dir": str(base / "etc"),
+        "triton_service_log_dir": str(base / "log"),
+        "triton_service_install_prefix": "/opt/tritonserver",
+        "triton_service_model_repository": "/srv/tritonfleet/models/current",
+    }
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg")}
+    result = subprocess.run(
+        [str(REPO_ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "inventory/local.yml", str(base / "render.yml"),
+         "-e", json.dumps(extra)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return base
+
+
+def test_unit_passes_systemd_analyze_verify_without_warnings(rendered: Path):
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(rendered / "tritonserver.service")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == ""
+
+
+def test_unit_runs_the_launcher_hardened_with_a_read_only_repository(rendered: Path):
+    unit = (rendered / "tritonserver.service").read_text()
+    lines = set(unit.splitlines())
+    assert f"ExecStart={rendered}/opt/bin/tritonfleet-serve" in lines
+    for directive in (
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "Restart=on-failure",
+        "ReadOnlyPaths=-/srv/tritonfleet/models/current -/opt/tritonserver",
+        "ReadWritePaths=/var/lib/tritonfleet",
+        f"StandardOutput=append:{rendered}/log/tritonserver.log",
+    ):
+        assert directive in lines
+
+
+def test_rendered_files_reference_the_key_file_not_the_key(rendered: Path):
+    for name in ("tritonserver.service", "supervisord.conf"):
+        text = (rendered / name).read_text()
+        assert KEY not in text
+        assert f"{rendered}/etc/api-key" in text
+    conf = (rendered / "supervisord.conf").read_text()
+    assert f"command={rendered}/opt/bin/tritonfleet-serve" in conf.splitlines()
+    assert "autorestart=true" in conf.splitlines()

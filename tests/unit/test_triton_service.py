@@ -1,0 +1,355 @@
+"""Server argv/env construction per plan kind (module_utils/triton_service.py) and its module."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import triton_service_args
+from ansible.module_utils.testing import patch_module_args
+from ansible.module_utils.triton_service import (
+    SYSTEM_PATH,
+    ServiceConfigError,
+    leftover_pids,
+    probe_host,
+    read_manifest,
+    server_argv,
+    server_env,
+)
+
+MIB64 = 64 * 1024 * 1024
+RELEASE = "/opt/tritonserver/releases/2.51.0"
+MANIFEST = {"server_version": "2.51.0", "gpu_build": True, "python_bin_dir": "/opt/tritonserver/venvs/python/bin"}
+
+
+def plan(platform: str, enable_gpu: bool, gpu_ids: list[int] | None = None, min_cc: str | None = None) -> dict:
+    """A triton_plan as preflight writes it (docs/architecture.md), reduced to what differs."""
+    return {
+        "release": "24.10",
+        "server_version": "2.51.0",
+        "platform": platform,
+        "enable_gpu": enable_gpu,
+        "instance_kind": "KIND_GPU" if enable_gpu else "KIND_CPU",
+        "gpu_ids": gpu_ids or [],
+        "hide_gpus": not enable_gpu and platform != "cpu",
+        "min_supported_compute_capability": min_cc,
+    }
+
+
+def options(**overrides: Any) -> dict:
+    base = {
+        "release_dir": RELEASE,
+        "gpu_build": True,
+        "model_repository": "/srv/tritonfleet/models/current",
+        "state_dir": "/var/lib/tritonfleet",
+        "http_address": "0.0.0.0",
+        "http_port": 8000,
+        "grpc_address": "0.0.0.0",
+        "grpc_port": 8001,
+        "metrics_address": "127.0.0.1",
+        "metrics_port": 8002,
+        "host_gpu_ids": [],
+        "auto_complete_config": False,
+        "jetson_pinned_memory_pool_bytes": MIB64,
+        "jetson_cuda_memory_pool_bytes": MIB64,
+        "extra_args": [],
+    }
+    base.update(overrides)
+    return base
+
+
+def flags_with(argv: list[str], prefix: str) -> list[str]:
+    return [arg for arg in argv if arg.startswith(prefix)]
+
+
+# --- argv: the part every plan shares --------------------------------------------------------
+
+
+def test_common_argv_runs_the_release_with_explicit_control_and_endpoints():
+    argv = server_argv(plan("cpu", False), options())
+    assert argv[0] == f"{RELEASE}/bin/tritonserver"
+    for flag in (
+        "--model-repository=/srv/tritonfleet/models/current",
+        f"--backend-directory={RELEASE}/backends",
+        "--model-control-mode=explicit",
+        "--strict-readiness=true",
+        "--exit-on-error=true",
+        "--disable-auto-complete-config",
+        "--http-address=0.0.0.0",
+        "--http-port=8000",
+        "--grpc-address=0.0.0.0",
+        "--grpc-port=8001",
+        "--metrics-address=127.0.0.1",
+        "--metrics-port=8002",
+    ):
+        assert flag in argv
+
+
+def test_argv_leaves_models_and_key_to_the_launcher():
+    argv = server_argv(plan("cpu", False), options())
+    assert not flags_with(argv, "--load-model")
+    assert not flags_with(argv, "--http-restricted-api")
+    assert not flags_with(argv, "--grpc-restricted-protocol")
+
+
+def test_auto_complete_can_be_allowed():
+    assert "--disable-auto-complete-config" not in server_argv(plan("cpu", False), options(auto_complete_config=True))
+
+
+def test_extra_args_come_last():
+    argv = server_argv(plan("cpu", False), options(extra_args=["--log-verbose=1", "--model-load-thread-count=2"]))
+    assert argv[-2:] == ["--log-verbose=1", "--model-load-thread-count=2"]
+
+
+# --- argv per plan kind ----------------------------------------------------------------------
+
+
+def test_cpu_plan_on_cpu_host_disables_pinned_pool_metrics_and_peer_access():
+    argv = server_argv(plan("cpu", False), options(host_gpu_ids=[]))
+    assert "--pinned-memory-pool-byte-size=0" in argv
+    assert "--allow-gpu-metrics=false" in argv
+    assert "--enable-peer-access=false" in argv
+    assert flags_with(argv, "--cuda-memory-pool-byte-size") == []
+    assert flags_with(argv, "--min-supported-compute-capability") == []
+
+
+def test_cpu_plan_on_dgpu_host_with_two_gpus_zeroes_both_pools():
+    argv = server_argv(plan("dgpu", False), options(host_gpu_ids=[1, 0]))
+    assert flags_with(argv, "--cuda-memory-pool-byte-size") == [
+        "--cuda-memory-pool-byte-size=0:0",
+        "--cuda-memory-pool-byte-size=1:0",
+    ]
+    assert "--pinned-memory-pool-byte-size=0" in argv
+    assert "--allow-gpu-metrics=false" in argv
+    assert "--enable-peer-access=false" in argv
+
+
+def test_dgpu_gpu_plan_keeps_defaults_for_its_gpus_and_zeroes_the_others():
+    argv = server_argv(plan("dgpu", True, gpu_ids=[0, 1]), options(host_gpu_ids=[0, 1, 2]))
+    assert flags_with(argv, "--cuda-memory-pool-byte-size") == ["--cuda-memory-pool-byte-size=2:0"]
+    assert flags_with(argv, "--pinned-memory-pool-byte-size") == []
+    assert "--allow-gpu-metrics=false" not in argv
+    assert "--enable-peer-access=false" not in argv
+    assert flags_with(argv, "--min-supported-compute-capability") == []
+
+
+def test_dgpu_gpu_plan_passes_the_plans_minimum_compute_capability():
+    argv = server_argv(plan("dgpu", True, gpu_ids=[0], min_cc="5.2"), options(host_gpu_ids=[0]))
+    assert flags_with(argv, "--min-supported-compute-capability") == ["--min-supported-compute-capability=5.2"]
+
+
+def test_jetson_plan_sets_min_cc_unified_memory_pools_and_no_gpu_metrics():
+    argv = server_argv(
+        plan("jetson", True, gpu_ids=[0], min_cc="5.3"),
+        options(jetson_pinned_memory_pool_bytes=32 * 1024 * 1024),
+    )
+    assert "--min-supported-compute-capability=5.3" in argv
+    assert "--allow-gpu-metrics=false" in argv
+    assert flags_with(argv, "--pinned-memory-pool-byte-size") == [f"--pinned-memory-pool-byte-size={32 * 1024 * 1024}"]
+    assert flags_with(argv, "--cuda-memory-pool-byte-size") == [f"--cuda-memory-pool-byte-size=0:{MIB64}"]
+
+
+def test_cpu_only_build_gets_no_gpu_flags():
+    argv = server_argv(plan("cpu", False), options(gpu_build=False, host_gpu_ids=[0]))
+    for prefix in ("--cuda-memory-pool", "--pinned-memory-pool", "--allow-gpu-metrics", "--enable-peer-access"):
+        assert flags_with(argv, prefix) == []
+
+
+# --- env -------------------------------------------------------------------------------------
+
+
+def test_cpu_plan_env_hides_every_gpu_and_puts_the_python_runtime_first():
+    env = server_env(plan("dgpu", False), MANIFEST, options())
+    assert env["CUDA_VISIBLE_DEVICES"] == ""
+    assert env["PATH"] == f"{MANIFEST['python_bin_dir']}:{SYSTEM_PATH}"
+    assert env["LD_LIBRARY_PATH"] == f"{RELEASE}/lib"
+    assert env["HOME"] == "/var/lib/tritonfleet"
+    assert "CUDA_DEVICE_ORDER" not in env
+
+
+def test_dgpu_gpu_plan_env_uses_pci_order_and_hides_nothing():
+    env = server_env(plan("dgpu", True, gpu_ids=[0, 1]), MANIFEST, options())
+    assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    assert "CUDA_VISIBLE_DEVICES" not in env
+
+
+def test_jetson_gpu_plan_env_leaves_cuda_alone():
+    env = server_env(plan("jetson", True, gpu_ids=[0]), MANIFEST, options())
+    assert "CUDA_VISIBLE_DEVICES" not in env
+    assert "CUDA_DEVICE_ORDER" not in env
+
+
+def test_env_without_python_runtime_uses_the_system_path():
+    env = server_env(plan("cpu", False), {**MANIFEST, "python_bin_dir": None}, options())
+    assert env["PATH"] == SYSTEM_PATH
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bad_plan", "needle"),
+    [
+        ({**plan("cpu", False), "platform": "tpu"}, "Supported platforms: jetson, dgpu, cpu"),
+        ({**plan("cpu", False), "enable_gpu": "yes"}, "must be true or false"),
+        (plan("dgpu", True, gpu_ids=[]), "lists no gpu_ids"),
+        ({**plan("dgpu", True, gpu_ids=[0]), "gpu_ids": [-1]}, "non-negative CUDA device ids"),
+    ],
+    ids=["platform", "enable_gpu-string", "gpu-plan-without-ids", "negative-id"],
+)
+def test_bad_plans_are_rejected_with_a_remedy(bad_plan: dict, needle: str):
+    with pytest.raises(ServiceConfigError) as err:
+        server_argv(bad_plan, options())
+    assert needle in str(err.value)
+    assert "preflight" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ({"http_address": "localhost"}, "triton_service_http_address is 'localhost'"),
+        ({"grpc_port": 0}, "triton_service_grpc_port is 0"),
+        ({"metrics_port": 70000}, "triton_service_metrics_port is 70000"),
+    ],
+)
+def test_bad_endpoints_name_the_variable(override: dict, needle: str):
+    with pytest.raises(ServiceConfigError, match=needle):
+        server_argv(plan("cpu", False), options(**override))
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [("0.0.0.0", "127.0.0.1"), ("::", "[::1]"), ("127.0.0.1", "127.0.0.1"), ("10.1.2.3", "10.1.2.3"), ("::1", "[::1]")],
+)
+def test_probe_host_reaches_wildcard_binds_on_loopback(address: str, expected: str):
+    assert probe_host(address) == expected
+
+
+def test_probe_host_rejects_names():
+    with pytest.raises(ServiceConfigError, match="IP literal"):
+        probe_host("triton.example")
+
+
+# --- manifest --------------------------------------------------------------------------------
+
+
+def test_read_manifest_returns_the_installed_manifest(tmp_path: Path):
+    (tmp_path / "manifest.json").write_text(json.dumps(MANIFEST))
+    assert read_manifest(tmp_path) == MANIFEST
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (None, "No installed Triton release"),
+        ("{not json", "is not valid JSON"),
+        ("[]", "holds a list"),
+        (json.dumps({"server_version": "2.51.0"}), "gpu_build (boolean)"),
+        (json.dumps({**MANIFEST, "python_bin_dir": "venv/bin"}), "python_bin_dir (absolute path or null)"),
+    ],
+    ids=["missing", "garbage", "not-an-object", "no-gpu_build", "relative-python"],
+)
+def test_read_manifest_errors_say_to_rerun_the_install(tmp_path: Path, content: str | None, needle: str):
+    if content is not None:
+        (tmp_path / "manifest.json").write_text(content)
+    with pytest.raises(ServiceConfigError) as err:
+        read_manifest(tmp_path)
+    assert needle in str(err.value)
+    assert str(tmp_path / "manifest.json") in str(err.value)
+    assert "triton_install" in str(err.value)
+
+
+# --- the thin module ---------------------------------------------------------------------------
+
+
+def module_params(prefix: Path, **extra: Any) -> dict:
+    return {
+        "plan": plan("dgpu", False),
+        "host_gpu_ids": [0, 1],
+        "install_prefix": str(prefix),
+        "model_repository": "/srv/tritonfleet/models/current",
+        "state_dir": "/var/lib/tritonfleet",
+        "http_address": "0.0.0.0",
+        "http_port": 8000,
+        "grpc_address": "0.0.0.0",
+        "grpc_port": 8001,
+        "metrics_address": "127.0.0.1",
+        "metrics_port": 8002,
+        **extra,
+    }
+
+
+def run_module(params: dict, capsys: pytest.CaptureFixture) -> dict:
+    with patch_module_args(params), pytest.raises(SystemExit):
+        triton_service_args.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def installed_prefix(tmp_path: Path) -> Path:
+    release = tmp_path / "releases" / "2.51.0"
+    release.mkdir(parents=True)
+    (release / "manifest.json").write_text(json.dumps(MANIFEST))
+    (tmp_path / "current").symlink_to("releases/2.51.0")
+    return tmp_path
+
+
+def test_module_resolves_current_and_returns_argv_and_env(tmp_path: Path, capsys: pytest.CaptureFixture):
+    result = run_module(module_params(installed_prefix(tmp_path)), capsys)
+    release = str((tmp_path / "releases" / "2.51.0").resolve())
+    assert result["changed"] is False
+    assert result["installed"] is True
+    assert result["release_dir"] == release
+    assert result["argv"][0] == f"{release}/bin/tritonserver"
+    assert "--cuda-memory-pool-byte-size=1:0" in result["argv"]
+    assert result["env"]["CUDA_VISIBLE_DEVICES"] == ""
+    assert result["http_probe_host"] == "127.0.0.1"
+
+
+def test_module_fails_without_a_release(tmp_path: Path, capsys: pytest.CaptureFixture):
+    result = run_module(module_params(tmp_path), capsys)
+    assert result["failed"] is True
+    assert "No installed Triton release" in result["msg"]
+
+
+def test_module_in_check_mode_tolerates_a_release_still_to_come(tmp_path: Path, capsys: pytest.CaptureFixture):
+    result = run_module({**module_params(tmp_path), "_ansible_check_mode": True}, capsys)
+    assert result.get("failed") is not True
+    assert result["installed"] is False
+    assert "argv" not in result
+
+
+# --- leftover processes ------------------------------------------------------------------------
+
+OWN_NS = "mnt:[4026531832]"
+
+
+def fake_proc(root: Path, processes: dict[str, tuple[int, str]]) -> Path:
+    """A /proc with ``{pid: (real uid, mount namespace)}``, files as the kernel shows them."""
+    for pid, (uid, namespace) in processes.items():
+        (root / pid / "ns").mkdir(parents=True)
+        (root / pid / "status").write_text(f"Name:\ttritonserver\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nGid:\t1\t1\t1\t1\n")
+        (root / pid / "ns" / "mnt").symlink_to(namespace)
+    (root / "self").mkdir()
+    (root / "meminfo").write_text("MemTotal: 1 kB\n")
+    return root
+
+
+def test_leftover_pids_are_the_users_in_this_mount_namespace_only(tmp_path: Path):
+    proc = fake_proc(
+        tmp_path,
+        {
+            "101": (995, OWN_NS),
+            "102": (995, "mnt:[4026532959]"),  # a simulated host's server, same uid number
+            "103": (0, OWN_NS),
+            "250": (995, OWN_NS),
+        },
+    )
+    assert leftover_pids(proc, 995, OWN_NS) == [101, 250]
+
+
+def test_leftover_pids_skips_processes_that_vanish(tmp_path: Path):
+    proc = fake_proc(tmp_path, {"101": (995, OWN_NS)})
+    (proc / "102").mkdir()  # exited between listing and reading: no status, no ns
+    assert leftover_pids(proc, 995, OWN_NS) == [101]
