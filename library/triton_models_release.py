@@ -1,0 +1,173 @@
+#!/usr/bin/python
+# SPDX-License-Identifier: Apache-2.0
+"""Ansible module: build a host's model-repository release on the controller."""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.triton_model_config import IMPORT_ERROR
+from ansible.module_utils.triton_models_release import (
+    ReleaseError,
+    build_release,
+    check_overrides,
+    host_renderer,
+)
+
+DOCUMENTATION = r"""
+---
+module: triton_models_release
+short_description: Build a host's model-repository release on the controller
+description:
+  - Renders every C(<model>/config.pbtxt) of the repository O(src) for one host (instance policy
+    C(auto) or C(keep), per model overrides) with Triton's own schema and rules, and assembles the
+    release (the source files, the rendered configs and C(instance_groups.json)) under
+    O(build_dir)/<release id>.
+  - The release id is a content hash of the source files and the rendered configs; the same input
+    gives the same id. C(__pycache__/) and C(*.pyc) are never part of a release.
+  - Refuses, before anything reaches the host, a config the host cannot serve (for example a
+    C(KIND_GPU) group under policy C(keep) on a host without usable GPUs), with Triton's message
+    and the fix. Every model is checked before the module fails.
+  - Run it on the controller (C(delegate_to: localhost)); copy the release to the host afterwards.
+version_added: "1.0.0"
+author: tritonfleet
+requirements:
+  - tritonclient[grpc] and protobuf on the controller
+options:
+  src:
+    description: Model repository on the controller (one directory per model, each with a config.pbtxt).
+    type: path
+    required: true
+  build_dir:
+    description: Controller directory that receives the release as <build_dir>/<release id>.
+    type: path
+    required: true
+  plan:
+    description: The host's plan, C(ansible_facts.triton_plan).
+    type: dict
+    required: true
+  host:
+    description: The host's facts, C(ansible_facts.triton_host) (GPU compute capabilities, arch).
+    type: dict
+    required: true
+  policy:
+    description: Instance policy for models without an override.
+    type: str
+    choices: [auto, keep]
+    default: auto
+  policy_overrides:
+    description: Model name to its instance policy (C(auto) or C(keep)).
+    type: dict
+    default: {}
+  instance_counts:
+    description: Model name to the instance count of each of its instance groups.
+    type: dict
+    default: {}
+  gpu_build:
+    description: Whether the installed server is built with GPU support (C(manifest.json) C(gpu_build)).
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+    details: In check mode the release id and configs are computed, nothing is written.
+  diff_mode:
+    support: none
+    details: The switch module diffs the rendered configs against the host's current ones.
+  facts:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Ensure the release for this host is built on the controller
+  triton_models_release:
+    src: "{{ playbook_dir }}/../examples/model_repository"
+    build_dir: "{{ playbook_dir }}/../build/triton_models/{{ inventory_hostname }}"
+    plan: "{{ ansible_facts['triton_plan'] }}"
+    host: "{{ ansible_facts['triton_host'] }}"
+    policy: auto
+    policy_overrides: {detector: keep}
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+release_id:
+  description: Content hash naming the release.
+  returned: success
+  type: str
+  sample: 27b7725440c6d57d
+path:
+  description: Controller directory of the release (absent in check mode when it was not built before).
+  returned: success
+  type: str
+models:
+  description: Model names in the release.
+  returned: success
+  type: list
+  elements: str
+  sample: [add_sub, scale]
+configs:
+  description: Model name to its rendered config.pbtxt text.
+  returned: success
+  type: dict
+instance_groups:
+  description: Model name to the instance groups Triton will create, C([{name, kind, count, gpus}]).
+  returned: success
+  type: dict
+  sample: {add_sub: [{name: add_sub_0, kind: KIND_CPU, count: 1, gpus: []}]}
+warnings_list:
+  description: What rendering changed or kept on purpose (also emitted as warnings).
+  returned: success
+  type: list
+  elements: str
+problems:
+  description: Structured config problems (severity, code, model, group, message, found, supported, fix).
+  returned: failure
+  type: list
+  elements: dict
+"""
+
+ARGUMENT_SPEC = {
+    "src": {"type": "path", "required": True},
+    "build_dir": {"type": "path", "required": True},
+    "plan": {"type": "dict", "required": True},
+    "host": {"type": "dict", "required": True},
+    "policy": {"type": "str", "choices": ["auto", "keep"], "default": "auto"},
+    "policy_overrides": {"type": "dict", "default": {}},
+    "instance_counts": {"type": "dict", "default": {}},
+    "gpu_build": {"type": "bool", "default": True},
+}
+
+
+def main() -> None:
+    """Render and assemble the release; fail with every model's problems at once."""
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    if IMPORT_ERROR is not None:
+        module.fail_json(msg=missing_required_lib("tritonclient[grpc]"), exception=str(IMPORT_ERROR))
+    p = module.params
+    src = Path(p["src"])
+    try:
+        counts = check_overrides(src, p["policy_overrides"], p["instance_counts"])
+        render = host_renderer(p["plan"], p["host"], p["policy"], p["gpu_build"], p["policy_overrides"], counts)
+        build = build_release(src, Path(p["build_dir"]), render, write=not module.check_mode)
+    except ReleaseError as err:
+        module.fail_json(msg=str(err), problems=err.problems)
+    except OSError as err:
+        module.fail_json(msg=f"cannot build the release of {src}: {err}", exception=traceback.format_exc())
+    for warning in build.warnings:
+        module.warn(warning)
+    module.exit_json(
+        changed=build.created,
+        release_id=build.release_id,
+        path=str(build.path),
+        models=build.models,
+        configs=build.configs,
+        instance_groups=build.instance_groups,
+        warnings_list=build.warnings,
+    )
+
+
+if __name__ == "__main__":
+    main()

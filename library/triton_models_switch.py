@@ -1,0 +1,199 @@
+#!/usr/bin/python
+# SPDX-License-Identifier: Apache-2.0
+"""Ansible module: promote, activate and prune model-repository releases on a host."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.triton_models_switch import (
+    PHASES,
+    SwitchError,
+    TritonHttp,
+    activate,
+    config_diffs,
+    linked_release,
+    promote_staging,
+    read_api_key_headers,
+    release_dir,
+    releases_to_prune,
+    stale_staging,
+)
+
+DOCUMENTATION = r"""
+---
+module: triton_models_switch
+short_description: Activate a model-repository release on a host, rolling back on failure
+description:
+  - Promotes a fully copied staging directory to C(<root>/releases/<release>) when its files hash to
+    the release id (nothing half-copied becomes a release).
+  - Phase C(deploy) points C(<root>/current) at the release when there is no current release yet or no
+    server is live (the server loads C(current) when it starts); a live server is left for phase C(switch).
+  - Phase C(switch) points C(current) at the release and, on a live server started with
+    C(--model-control-mode=explicit), loads the models whose files changed, unloads the models the
+    release no longer has, and checks that every model and the server are ready. On any failure the
+    previous release is restored (link back, models reloaded, new models unloaded) and the module fails
+    with the server's own error text.
+  - Keeps the newest O(keep_releases) releases; the current and previous ones are never removed.
+version_added: "1.0.0"
+author: tritonfleet
+options:
+  root:
+    description: Models root on the host (C(releases/), C(current), C(previous) live there).
+    type: path
+    required: true
+  release:
+    description: Release id to activate (from M(triton_models_release)).
+    type: str
+    required: true
+  phase:
+    description: C(deploy) (before the service step) or C(switch) (after it).
+    type: str
+    choices: [deploy, switch]
+    default: switch
+  staging:
+    description: Staged copy to promote to the release first; omitted when the release is already there.
+    type: path
+  configs:
+    description: Model name to the rendered config.pbtxt text; only used for C(--diff) against C(current).
+    type: dict
+    default: {}
+  url:
+    description: Base URL of the server's HTTP endpoint.
+    type: str
+    default: http://127.0.0.1:8000
+  api_key_header:
+    description: Header that carries the restricted-API key (C(--http-restricted-api)); empty when unrestricted.
+    type: str
+    default: ""
+  api_key_file:
+    description: File on the host holding the restricted-API key; read by the module, never returned.
+    type: path
+  keep_releases:
+    description: How many releases to keep (the newest; current and previous always stay).
+    type: int
+    default: 3
+  timeout:
+    description: Seconds a single load may take, and the wait for unloads.
+    type: int
+    default: 300
+attributes:
+  check_mode:
+    support: full
+    details: Reports the release it would promote, the switch it would do and the releases it would prune.
+  diff_mode:
+    support: full
+    details: Shows each rendered config.pbtxt against the one the current release has.
+  facts:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Ensure release 27b7725440c6d57d is the one the server serves
+  triton_models_switch:
+    root: /srv/tritonfleet/models
+    release: 27b7725440c6d57d
+    phase: switch
+    url: http://127.0.0.1:8000
+    api_key_header: triton-admin-key
+    api_key_file: /etc/tritonfleet/api-key
+"""
+
+RETURN = r"""
+release:
+  description: The release that is (or would be) current.
+  returned: always
+  type: str
+previous:
+  description: The release that was current before, or null.
+  returned: always
+  type: str
+promoted:
+  description: Whether the staging copy became the release.
+  returned: always
+  type: bool
+link_switched:
+  description: Whether C(current) moved to the release.
+  returned: always
+  type: bool
+server_live:
+  description: Whether a server answered on O(url).
+  returned: always
+  type: bool
+pending_switch:
+  description: Phase deploy only; a live server serves another release and phase switch will switch it.
+  returned: always
+  type: bool
+loaded:
+  description: Models loaded (or, in check mode, to load) through the repository API.
+  returned: always
+  type: list
+  elements: str
+unloaded:
+  description: Models unloaded because the release no longer has them.
+  returned: always
+  type: list
+  elements: str
+models:
+  description: Models of the release.
+  returned: always
+  type: list
+  elements: str
+pruned:
+  description: Old release ids removed (or, in check mode, to remove).
+  returned: always
+  type: list
+  elements: str
+errors:
+  description: Model name to the server's error text, when the switch was rolled back.
+  returned: failure
+  type: dict
+restored_release:
+  description: The release served again after a rollback.
+  returned: failure
+  type: str
+"""
+
+ARGUMENT_SPEC = {
+    "root": {"type": "path", "required": True},
+    "release": {"type": "str", "required": True},
+    "phase": {"type": "str", "choices": list(PHASES), "default": "switch"},
+    "staging": {"type": "path"},
+    "configs": {"type": "dict", "default": {}},
+    "url": {"type": "str", "default": "http://127.0.0.1:8000"},
+    "api_key_header": {"type": "str", "default": "", "no_log": False},
+    "api_key_file": {"type": "path"},
+    "keep_releases": {"type": "int", "default": 3},
+    "timeout": {"type": "int", "default": 300},
+}
+
+
+def main() -> None:
+    """Promote, activate, prune; a failed switch is rolled back before fail_json."""
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    p = module.params
+    root, check = Path(p["root"]), module.check_mode
+    try:
+        staging = Path(p["staging"]) if p["staging"] else None
+        promoted = promote_staging(root, p["release"], staging, check) if staging else False
+        diff = config_diffs(root, p["configs"]) if module._diff and linked_release(root) != p["release"] else []
+        client = TritonHttp(p["url"], read_api_key_headers(p["api_key_file"], p["api_key_header"]), p["timeout"])
+        result = activate(root, p["release"], client, p["phase"], check, float(p["timeout"]))
+        protected = {r for r in (linked_release(root), linked_release(root, "previous"), p["release"]) if r}
+        pruned = releases_to_prune(root, p["keep_releases"], protected)
+        if not check:
+            for path in [release_dir(root, r) for r in pruned] + stale_staging(root, staging):
+                shutil.rmtree(path)
+    except SwitchError as err:
+        module.fail_json(msg=str(err), **err.details)
+    except OSError as err:
+        module.fail_json(msg=f"cannot activate release {p['release']} under {root}: {err}", path=str(root))
+    values = result.as_dict()
+    values["changed"] = values["changed"] or promoted or bool(pruned)
+    module.exit_json(promoted=promoted, pruned=pruned, diff=diff, **values)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,327 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Build a host's model-repository release on the controller.
+
+A release is a directory with one sub-directory per model (the source files, with
+``config.pbtxt`` rendered for the host) plus ``instance_groups.json``, the rendered instance
+groups the verification compares with the server's effective configs. Its id is a content
+hash, so the same source and the same rendered configs give the same id on every run and on
+every controller.
+
+Files the server writes into a repository (``__pycache__/``, ``*.pyc``) are never part of a
+release: they are skipped when copying and when hashing, on the controller and on the host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ansible.module_utils.triton_model_config import ModelConfigError, render_text
+
+CONFIG_NAME = "config.pbtxt"
+INSTANCE_GROUPS_NAME = "instance_groups.json"
+IGNORED_DIR_NAMES = frozenset({"__pycache__"})
+IGNORED_SUFFIXES = (".pyc", ".pyo")
+RELEASE_ID_LENGTH = 16
+
+# render(model, text, path) -> (rendered text, instance groups, warnings)
+Renderer = Callable[[str, str, str], tuple[str, list[dict], list[str]]]
+
+
+class ReleaseError(Exception):
+    """A repository cannot become a release; the message says what to change.
+
+    ``problems`` carries the structured config problems (``triton_model_config.Problem``
+    dicts) when rendering refused one or more models.
+    """
+
+    def __init__(self, message: str, problems: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+@dataclass
+class ReleaseBuild:
+    """What ``build_release`` produced: the release id, where it lies, what it holds."""
+
+    release_id: str
+    path: Path
+    models: list[str]
+    configs: dict[str, str]
+    instance_groups: dict[str, list[dict]]
+    warnings: list[str] = field(default_factory=list)
+    created: bool = False
+
+
+def is_ignored(relative: Path) -> bool:
+    """Return True for files the server writes into a repository (bytecode caches)."""
+    if any(part in IGNORED_DIR_NAMES for part in relative.parts):
+        return True
+    return relative.name.endswith(IGNORED_SUFFIXES)
+
+
+def tree_files(root: Path) -> list[Path]:
+    """Return the files under ``root`` (relative, sorted), without server-written caches.
+
+    Hidden entries at the top level (``.staging-*``, editor files) are not part of a
+    repository. Symlinks to files are followed, as the copy to the host follows them.
+    Raises ReleaseError when ``root`` is not a directory.
+    """
+    if not root.is_dir():
+        raise ReleaseError(
+            f"model repository {root} is not a directory: found "
+            f"{'nothing' if not root.exists() else 'a file'} there; a repository is a directory "
+            "with one sub-directory per model; set triton_models_src to such a directory"
+        )
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        current = Path(dirpath)
+        relative_dir = current.relative_to(root)
+        dirnames[:] = sorted(
+            name
+            for name in dirnames
+            if name not in IGNORED_DIR_NAMES and not (relative_dir == Path(".") and name.startswith("."))
+        )
+        for name in filenames:
+            relative = relative_dir / name
+            if relative_dir == Path(".") and name.startswith("."):
+                continue
+            if not is_ignored(relative):
+                found.append(relative)
+    return sorted(found)
+
+
+def file_sha256(path: Path) -> str:
+    """Return the hex sha256 of a file, read in 1 MiB blocks (model files can be large)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def digest_entries(entries: list[tuple[str, bool, str]]) -> str:
+    """Return the release id of ``(relative path, executable, sha256)`` entries (any order)."""
+    digest = hashlib.sha256()
+    for relative, executable, sha in sorted(entries):
+        digest.update(f"{relative}\0{'x' if executable else '-'}\0{sha}\n".encode())
+    return digest.hexdigest()[:RELEASE_ID_LENGTH]
+
+
+def is_executable(path: Path) -> bool:
+    """Return True when any execute bit is set (uid-independent, unlike os.access as root)."""
+    return bool(path.stat().st_mode & 0o111)
+
+
+def tree_digest(root: Path) -> str:
+    """Return the content hash of a directory tree: paths, executable bits and bytes.
+
+    Timestamps, owners and server-written caches do not count, so a release copied to a
+    host hashes the same there as on the controller. Returns RELEASE_ID_LENGTH hex digits.
+    """
+    return digest_entries(
+        [(rel.as_posix(), is_executable(root / rel), file_sha256(root / rel)) for rel in tree_files(root)]
+    )
+
+
+def model_names(root: Path) -> list[str]:
+    """Return the model directories of a repository (sorted), each checked for a config.
+
+    Raises ReleaseError for a repository without models, a file at the top level, or a
+    model directory without ``config.pbtxt`` (the service disables auto-complete, so the
+    server would refuse it).
+    """
+    names: list[str] = []
+    stray: list[str] = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith(".") or entry.name in IGNORED_DIR_NAMES:
+            continue
+        if entry.name == INSTANCE_GROUPS_NAME and entry.is_file():
+            continue
+        if not entry.is_dir():
+            stray.append(entry.name)
+            continue
+        if not (entry / CONFIG_NAME).is_file():
+            raise ReleaseError(
+                f"model {entry.name} has no {CONFIG_NAME}: {entry} holds "
+                f"{sorted(p.name for p in entry.iterdir()) or 'nothing'}; every model directory needs "
+                f"its own {CONFIG_NAME} (tritonfleet renders it per host); add one or remove the directory"
+            )
+        names.append(entry.name)
+    if stray:
+        raise ReleaseError(
+            f"model repository {root} has files at its top level: {', '.join(stray)}; a repository "
+            "holds only model directories; move or remove those files"
+        )
+    if not names:
+        raise ReleaseError(
+            f"model repository {root} holds no model: no sub-directory with a {CONFIG_NAME} found; "
+            "a release needs at least one model; point triton_models_src at a repository such as "
+            "examples/model_repository"
+        )
+    return names
+
+
+def instance_groups_json(groups: dict[str, list[dict]]) -> str:
+    """Serialize the rendered instance groups deterministically (sorted keys, newline end)."""
+    return json.dumps(groups, indent=2, sort_keys=True) + "\n"
+
+
+def build_release(src: Path, build_root: Path, render: Renderer, write: bool = True) -> ReleaseBuild:
+    """Assemble the release of ``src`` for one host under ``build_root/<release id>``.
+
+    ``render(model, text, path)`` returns the host's config text, its instance groups and
+    warnings, and raises ModelConfigError on a config the host cannot serve (every model is
+    tried, then one ReleaseError lists all refusals). The id is computed from the source
+    files and the rendered text before anything is written, so ``write=False`` (check mode)
+    gives the same id and writes nothing. A release is written into a temporary directory
+    and renamed to its id: complete or absent; an existing one is reused. Raises
+    ReleaseError or OSError.
+    """
+    models = model_names(src)
+    configs: dict[str, str] = {}
+    groups: dict[str, list[dict]] = {}
+    warnings: list[str] = []
+    refused: list[str] = []
+    problems: list[dict[str, Any]] = []
+    for model in models:
+        config_path = src / model / CONFIG_NAME
+        try:
+            text, model_groups, model_warnings = render(
+                model, config_path.read_text(encoding="utf-8"), str(config_path)
+            )
+        except ModelConfigError as err:
+            # Every model is rendered before failing, so one run reports all refusals.
+            refused.append(str(err))
+            problems.extend(problem.as_dict() for problem in err.problems)
+            continue
+        configs[model] = text
+        groups[model] = model_groups
+        warnings.extend(model_warnings)
+    if refused:
+        raise ReleaseError("; ".join(refused), problems)
+
+    sources = [
+        relative
+        for relative in tree_files(src)
+        if relative.parts[0] in configs and not (len(relative.parts) == 2 and relative.name == CONFIG_NAME)
+    ]
+    groups_text = instance_groups_json(groups)
+    entries = [(rel.as_posix(), is_executable(src / rel), file_sha256(src / rel)) for rel in sources]
+    entries += [(f"{model}/{CONFIG_NAME}", False, _text_sha256(text)) for model, text in configs.items()]
+    entries.append((INSTANCE_GROUPS_NAME, False, _text_sha256(groups_text)))
+    release_id = digest_entries(entries)
+    final = build_root / release_id
+    build = ReleaseBuild(release_id, final, models, configs, groups, warnings, created=not final.is_dir())
+    if write and build.created:
+        _write_release(src, sources, configs, groups_text, build_root, release_id)
+    return build
+
+
+def _text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _write_release(
+    src: Path, sources: list[Path], configs: dict[str, str], groups_text: str, build_root: Path, release_id: str
+) -> None:
+    """Write a release into a temporary directory, check its hash, rename it to its id.
+
+    Modes are normalised (0755 directories and executables, 0644 files) because the copy to
+    the host preserves them and the server's user must be able to read everything.
+    """
+    build_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=build_root))
+    try:
+        for relative in sources:
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / relative, target)
+            os.chmod(target, 0o755 if is_executable(src / relative) else 0o644)
+        for model, text in configs.items():
+            (staging / model).mkdir(exist_ok=True)
+            (staging / model / CONFIG_NAME).write_text(text, encoding="utf-8")
+            os.chmod(staging / model / CONFIG_NAME, 0o644)
+        (staging / INSTANCE_GROUPS_NAME).write_text(groups_text, encoding="utf-8")
+        os.chmod(staging / INSTANCE_GROUPS_NAME, 0o644)
+        for directory, _dirs, _files in os.walk(staging):
+            os.chmod(directory, 0o755)
+        written = tree_digest(staging)
+        if written != release_id:
+            raise ReleaseError(
+                f"the release written to {staging} hashes to {written}, not {release_id}: a source file "
+                f"changed while it was copied; a release must be built from a stable source; rerun the play"
+            )
+        if not (build_root / release_id).is_dir():
+            os.rename(staging, build_root / release_id)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+def host_renderer(
+    plan: dict[str, Any],
+    host: dict[str, Any],
+    policy: str,
+    gpu_build: bool,
+    policy_overrides: dict[str, str] | None = None,
+    counts: dict[str, int] | None = None,
+) -> Renderer:
+    """Return a ``Renderer`` that renders each model for the host with its own policy/count.
+
+    ``policy_overrides`` and ``counts`` map model names to a policy (``auto``/``keep``) and
+    an instance count; a model without an entry gets ``policy`` and its written count.
+    """
+    overrides = policy_overrides or {}
+    model_counts = counts or {}
+
+    def render(model: str, text: str, path: str) -> tuple[str, list[dict], list[str]]:
+        return render_text(
+            text, path, plan, host, overrides.get(model, policy), gpu_build, model_counts.get(model), model
+        )
+
+    return render
+
+
+def check_overrides(src: Path, policies: dict[str, Any], counts: dict[str, Any]) -> dict[str, int]:
+    """Check per-model overrides against the repository; return the counts as ints.
+
+    A name that is not a model of ``src`` is a typo that would silently do nothing, so it is
+    refused, as are policies other than auto/keep and counts that are not positive integers.
+    """
+    models = set(model_names(src))
+    for variable, overrides in (
+        ("triton_models_instance_policy_overrides", policies),
+        ("triton_models_instance_count", counts),
+    ):
+        unknown = sorted(set(overrides) - models)
+        if unknown:
+            raise ReleaseError(
+                f"{variable} names models that are not in the repository: {', '.join(unknown)}; {src} holds "
+                f"{', '.join(sorted(models))}; overrides apply to those names only; fix or remove the entries"
+            )
+    bad_policies = {m: v for m, v in policies.items() if v not in ("auto", "keep")}
+    if bad_policies:
+        raise ReleaseError(
+            f"triton_models_instance_policy_overrides has unknown policies: {bad_policies}; a policy is auto "
+            "(render instance groups for the host) or keep (serve the config as written); use one of those"
+        )
+    result: dict[str, int] = {}
+    for model, value in counts.items():
+        count = value if isinstance(value, int) and not isinstance(value, bool) else None
+        if isinstance(value, str) and value.strip().isdigit():
+            count = int(value)
+        if count is None or count < 1:
+            raise ReleaseError(
+                f"triton_models_instance_count[{model}] is {value!r}; an instance count is a positive integer "
+                f"(instances per GPU on GPU groups); set it to 1 or more, or remove the entry"
+            )
+        result[model] = count
+    return result

@@ -1,0 +1,187 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The verification report: verdicts, findings from every check, JSON/Markdown, procfs scan."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible.module_utils.triton_report import (
+    build_report,
+    find_server_process,
+    render_json,
+    render_markdown,
+    write_report,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HOST = {"platform": "cpu", "arch": "x86_64", "os": {"pretty_name": "Debian GNU/Linux 12 (bookworm)"}, "gpus": []}
+PLAN = {
+    "release": "24.10",
+    "server_version": "2.51.0",
+    "install_method": "wheel",
+    "instance_kind": "KIND_CPU",
+    "gpu_ids": [],
+    "hide_gpus": False,
+    "enable_gpu": False,
+    "notes": ["CPU-only host"],
+}
+MANIFEST = {"release": "24.10", "server_version": "2.51.0", "method": "wheel", "gpu_build": True}
+RELEASE = {"id": "27b7725440c6d57d", "root": "/srv/m", "instance_groups": {"add_sub": [{"kind": "KIND_CPU"}]}}
+DEVICES = {
+    "devices": {
+        "nodes": [],
+        "nvml": {"usable": False, "reason": "libnvidia-ml.so.1 not found"},
+        "cuda": {"available": False, "reason": "libcuda.so.1 not found", "cuda_visible_devices": ""},
+    },
+    "findings": [],
+}
+SERVER = {
+    "server": {"url": "http://127.0.0.1:8000", "live": True, "ready": True, "version": "2.51.0"},
+    "models": [
+        {"name": "add_sub", "state": "READY", "kinds": ["KIND_CPU"], "gpus": [], "latency_ms": 1.5, "outputs_ok": True},
+        {"name": "scale", "state": "READY", "kinds": ["KIND_CPU"], "gpus": [], "latency_ms": 0.5, "outputs_ok": None},
+    ],
+    "gpu_memory": {"measured": False, "reason": "NVML not usable: libnvidia-ml.so.1 not found"},
+    "findings": [],
+}
+
+
+def _report(**changes):
+    args = {
+        "host": HOST,
+        "plan": PLAN,
+        "compat_error": None,
+        "manifest": MANIFEST,
+        "release": RELEASE,
+        "device_check": DEVICES,
+        "server_check": SERVER,
+    }
+    args.update(changes)
+    return build_report("cpu-1", "2026-11-24T22:00:00Z", **args)
+
+
+def test_clean_host_passes_with_every_section_filled():
+    report = _report()
+    assert report["verdict"] == "passed"
+    assert report["summary"] == {"errors": 0, "warnings": 0, "models": 2, "models_ready": 2}
+    assert report["versions"] == {
+        "release": "24.10",
+        "server_version": "2.51.0",
+        "install_method": "wheel",
+        "gpu_build": True,
+        "models_release": "27b7725440c6d57d",
+    }
+    assert report["compatibility"] == {"verdict": "compatible", "message": None, "notes": ["CPU-only host"]}
+    assert report["latency"] == {"count": 2, "median_ms": 1.0, "max_ms": 1.5}
+
+
+def test_findings_keep_their_fix_and_their_check():
+    server = dict(
+        SERVER,
+        findings=[{"severity": "error", "code": "kind_mismatch", "model": "add_sub", "message": "m", "fix": "f"}],
+    )
+    devices = dict(DEVICES, findings=[{"severity": "warning", "code": "w", "message": "wm", "fix": "wf"}])
+    report = _report(server_check=server, device_check=devices)
+    assert report["verdict"] == "failed"
+    assert [(f["check"], f["severity"], f["code"], f["fix"]) for f in report["findings"]] == [
+        ("device_check", "warning", "w", "wf"),
+        ("server_check", "error", "kind_mismatch", "f"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"manifest": None}, "server_not_installed"),
+        ({"release": None}, "models_not_deployed"),
+        ({"device_check": None}, "device_check_not_run"),
+        ({"server_check": None}, "server_check_not_run"),
+        ({"compat_error": "driver 470 is too old", "plan": None}, "plan_incompatible"),
+    ],
+    ids=["no-install", "no-release", "no-device-check", "no-server-check", "incompatible"],
+)
+def test_a_missing_input_is_an_error_never_a_clean_report(changes, code):
+    report = _report(**changes)
+    assert report["verdict"] == "failed"
+    assert code in [f["code"] for f in report["findings"] if f["severity"] == "error"]
+
+
+def test_incompatible_host_shows_the_verdict_and_message():
+    report = _report(compat_error="driver 470 is too old for CUDA 12.6", plan=None)
+    assert report["compatibility"]["verdict"] == "incompatible"
+    assert "driver 470 is too old" in render_markdown(report)
+
+
+def test_markdown_has_every_section_and_the_models_table():
+    text = render_markdown(_report())
+    for heading in ("## Platform", "## Versions", "## Plan and compatibility", "## Devices", "## Server", "## Models"):
+        assert heading in text
+    assert "**Verdict: PASSED**" in text
+    assert "| add_sub | READY | KIND_CPU | - | KIND_CPU | 1.5 | True |" in text
+    assert "NVML: not usable (libnvidia-ml.so.1 not found)" in text
+    assert "Not measured: NVML not usable" in text
+    assert "Inference latency: median 1.0 ms, max 1.5 ms." in text
+
+
+def test_markdown_escapes_table_cells():
+    server = dict(SERVER, findings=[{"severity": "error", "code": "c", "message": "a | b\nc", "fix": "x"}])
+    assert "| a \\| b c | x |" in render_markdown(_report(server_check=server))
+
+
+def test_json_round_trips_and_is_deterministic():
+    report = _report()
+    assert json.loads(render_json(report)) == report
+    assert render_json(report) == render_json(_report())
+
+
+def test_write_report_is_atomic_idempotent_and_check_mode_safe(tmp_path):
+    report = _report()
+    changed, paths = write_report(tmp_path / "reports" / "cpu-1", report, check_mode=True)
+    assert changed and not (tmp_path / "reports").exists()
+    assert write_report(tmp_path / "reports" / "cpu-1", report)[0] is True
+    assert json.loads(Path(paths["verify.json"]).read_text())["host"] == "cpu-1"
+    assert write_report(tmp_path / "reports" / "cpu-1", report)[0] is False
+    assert sorted(p.name for p in (tmp_path / "reports" / "cpu-1").iterdir()) == ["verify.json", "verify.md"]
+
+
+def _proc(root: Path, pid: int, comm: str, argv: list[str], uid: int, env: dict[str, str]) -> None:
+    entry = root / str(pid)
+    entry.mkdir(parents=True)
+    (entry / "comm").write_text(comm + "\n")
+    (entry / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+    (entry / "status").write_text(f"Name:\t{comm}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n")
+    (entry / "environ").write_bytes(b"\0".join(f"{k}={v}".encode() for k, v in env.items()) + b"\0")
+
+
+def test_find_server_process_returns_only_the_cuda_environment(tmp_path):
+    env = {"CUDA_VISIBLE_DEVICES": "", "PATH": "/venv/bin:/usr/bin", "SECRET": "x", "LD_LIBRARY_PATH": "/r/lib"}
+    _proc(tmp_path, 10, "tritonserver", ["/r/bin/tritonserver", "--http-port=8001"], 999, env)
+    _proc(tmp_path, 20, "tritonserver", ["/r/bin/tritonserver", "--http-port=8000", "--key=k"], 998, env)
+    _proc(tmp_path, 30, "python3", ["python3", "--http-port=8000"], 0, env)
+    (tmp_path / "self").mkdir()
+    found = find_server_process(tmp_path, 8000)
+    assert (found["found"], found["pid"], found["uid"]) == (True, 20, 998)
+    assert found["environment"] == {k: v for k, v in env.items() if k != "SECRET"}
+    missing = find_server_process(tmp_path, 9000)
+    assert (missing["found"], missing["pid"]) == (False, None)
+    assert "--http-port=9000" in missing["reason"]
+
+
+@pytest.mark.parametrize("name", ["triton_verify_report", "triton_verify_server_process"])
+def test_role_module_docs_match_the_argument_spec(name):
+    path = REPO_ROOT / "roles" / "triton_verify" / "library" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    options = yaml.safe_load(module.DOCUMENTATION)["options"]
+    assert set(options) == set(module.ARGUMENT_SPEC)
+    for option, argspec in module.ARGUMENT_SPEC.items():
+        assert options[option]["type"] == argspec["type"], option
+        assert options[option].get("default") == argspec.get("default"), option
+        assert bool(options[option].get("required")) == bool(argspec.get("required")), option
+    assert yaml.safe_load(module.RETURN)
+    assert yaml.safe_load(module.EXAMPLES)
