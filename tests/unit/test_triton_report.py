@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-import yaml
 from ansible.module_utils.triton_report import (
     build_report,
     find_server_process,
@@ -169,19 +167,3 @@ def test_find_server_process_returns_only_the_cuda_environment(tmp_path):
     missing = find_server_process(tmp_path, 9000)
     assert (missing["found"], missing["pid"]) == (False, None)
     assert "--http-port=9000" in missing["reason"]
-
-
-@pytest.mark.parametrize("name", ["triton_verify_report", "triton_verify_server_process"])
-def test_role_module_docs_match_the_argument_spec(name):
-    path = REPO_ROOT / "roles" / "triton_verify" / "library" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    options = yaml.safe_load(module.DOCUMENTATION)["options"]
-    assert set(options) == set(module.ARGUMENT_SPEC)
-    for option, argspec in module.ARGUMENT_SPEC.items():
-        assert options[option]["type"] == argspec["type"], option
-        assert options[option].get("default") == argspec.get("default"), option
-        assert bool(options[option].get("required")) == bool(argspec.get("required")), option
-    assert yaml.safe_load(module.RETURN)
-    assert yaml.safe_load(module.EXAMPLES)
