@@ -9,7 +9,9 @@ from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.triton_service import (
+    SYSTEM_PATH,
     ServiceConfigError,
+    container_launch_argv,
     probe_host,
     read_manifest,
     server_argv,
@@ -134,6 +136,12 @@ server_version:
   type: str
   returned: when installed
   sample: 2.51.0
+container:
+  description:
+    - The release is a C(container) release; I(argv) is then the engine's C(run) command whose
+      container runs the server as the image's C(triton-server) user.
+  type: bool
+  returned: when installed
 argv:
   description: Server command line, binary first, without C(--load-model) and the restricted-API flags.
   type: list
@@ -182,8 +190,13 @@ def main() -> None:
             module.exit_json(changed=False, installed=False, http_probe_host=probe)
         manifest = read_manifest(release_dir)
         options = {**params, "release_dir": str(release_dir), "gpu_build": manifest["gpu_build"]}
-        argv = server_argv(params["plan"], options)
-        env = server_env(params["plan"], manifest, options)
+        container = manifest.get("method") == "container"
+        if container:
+            argv = container_launch_argv(release_dir, manifest, options)
+            env = {"PATH": SYSTEM_PATH}
+        else:
+            argv = server_argv(params["plan"], options)
+            env = server_env(params["plan"], manifest, options)
     except ServiceConfigError as err:
         module.fail_json(msg=str(err))
     module.exit_json(
@@ -193,6 +206,7 @@ def main() -> None:
         server_version=manifest["server_version"],
         argv=argv,
         env=env,
+        container=container,
         http_probe_host=probe,
     )
 

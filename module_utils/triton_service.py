@@ -198,6 +198,42 @@ def _gpu_flags(kind: str, plan: Mapping[str, Any], options: Mapping[str, Any]) -
     return flags
 
 
+# Where NGC images install Triton, and the ports the server listens on inside the container
+# (the engine publishes them on the host addresses and ports of the run specification).
+CONTAINER_RELEASE_DIR = "/opt/tritonserver"
+CONTAINER_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
+
+
+def container_launch_argv(release_dir: Path, manifest: Mapping[str, Any], options: Mapping[str, Any]) -> list[str]:
+    """Return the engine argv that runs a ``container`` release with this plan's server flags.
+
+    Reads the run specification ``triton_install`` wrote (``<release_dir>/<manifest.container_spec>``,
+    whose ``argv`` is the engine's ``run`` command ending with the image and a bare command) and
+    replaces the command with :func:`server_argv` for the image's layout: the same memory, metrics
+    and compute-capability flags as a native install, listening on every address inside the
+    container. NGC images are GPU builds. Raises ServiceConfigError when the spec is unreadable.
+    """
+    path = release_dir / str(manifest.get("container_spec") or "container.json")
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+        engine_argv = list(spec["argv"])
+        image_at = engine_argv.index(spec["image"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ServiceConfigError(
+            f"The container release's run specification {path} is unusable ({err}). "
+            "A container release holds the engine argv and image written by triton_install. "
+            "Rerun the triton_install role with triton_install_method=container."
+        ) from err
+    inner = {
+        **options,
+        "release_dir": CONTAINER_RELEASE_DIR,
+        "gpu_build": True,
+        **{f"{name}_address": "0.0.0.0" for name in CONTAINER_PORTS},
+        **{f"{name}_port": port for name, port in CONTAINER_PORTS.items()},
+    }
+    return [*engine_argv[: image_at + 1], "tritonserver", *server_argv(options["plan"], inner)[1:]]
+
+
 def server_env(plan: Mapping[str, Any], manifest: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, str]:
     """Return the complete environment of the tritonserver process.
 

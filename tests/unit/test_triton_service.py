@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 import triton_service_args
 from ansible.module_utils.testing import patch_module_args
+from ansible.module_utils.triton_install import container_run_argv, container_run_spec
 from ansible.module_utils.triton_service import (
     SYSTEM_PATH,
     ServiceConfigError,
+    container_launch_argv,
     leftover_pids,
     probe_host,
     read_manifest,
@@ -353,3 +355,60 @@ def test_leftover_pids_skips_processes_that_vanish(tmp_path: Path):
     proc = fake_proc(tmp_path, {"101": (995, OWN_NS)})
     (proc / "102").mkdir()  # exited between listing and reading: no status, no ns
     assert leftover_pids(proc, 995, OWN_NS) == [101]
+
+
+# --- container releases: the engine runs the image with the plan's server flags ------------
+
+DOCKER = {"name": "docker", "path": "/usr/bin/docker"}
+
+
+def write_container_release(tmp_path: Path, the_plan: dict, runtime_present: bool) -> Path:
+    """Lay out what triton_install writes for a container release: manifest + run spec."""
+    host = {
+        "container_engines": [DOCKER],
+        "nvidia_container_runtime": {"present": runtime_present, "paths": []},
+        "jetpack_version": None,
+    }
+    spec = container_run_spec(
+        the_plan,
+        host,
+        {
+            "engine": "docker",
+            "models_root": "/srv/tritonfleet/models",
+            "model_repository": "/srv/tritonfleet/models/current",
+            "ports": [{"name": "http", "address": "0.0.0.0", "port": 8000, "container_port": 8000}],
+        },
+    )
+    (tmp_path / "container.json").write_text(json.dumps(dict(spec, argv=container_run_argv(spec))))
+    return tmp_path
+
+
+def test_container_cpu_plan_on_gpu_host_runs_the_image_without_gpus_and_with_zero_pools(tmp_path):
+    cpu_plan = plan("dgpu", False)
+    release = write_container_release(tmp_path, cpu_plan, runtime_present=True)
+    argv = container_launch_argv(
+        release, {"container_spec": "container.json"}, options(plan=cpu_plan, host_gpu_ids=[0])
+    )
+    image_at = argv.index("nvcr.io/nvidia/tritonserver:24.10-py3")
+    engine, server = argv[:image_at], argv[image_at + 1 :]
+    assert engine[:3] == ["/usr/bin/docker", "run", "--rm"]
+    assert "--gpus" not in engine and "CUDA_VISIBLE_DEVICES=" in engine
+    assert server[0] == "tritonserver"
+    assert "--backend-directory=/opt/tritonserver/backends" in server
+    assert "--http-address=0.0.0.0" in server and "--metrics-port=8002" in server
+    assert {"--pinned-memory-pool-byte-size=0", "--cuda-memory-pool-byte-size=0:0"} <= set(server)
+
+
+def test_container_gpu_plan_passes_gpus_to_the_engine_and_no_zero_pool(tmp_path):
+    gpu_plan = plan("dgpu", True, [0])
+    release = write_container_release(tmp_path, gpu_plan, runtime_present=True)
+    argv = container_launch_argv(
+        release, {"container_spec": "container.json"}, options(plan=gpu_plan, host_gpu_ids=[0])
+    )
+    assert argv[argv.index("--gpus") + 1] == '"device=0"'
+    assert not flags_with(argv, "--cuda-memory-pool-byte-size=")
+
+
+def test_container_release_without_a_spec_says_how_to_fix_it(tmp_path):
+    with pytest.raises(ServiceConfigError, match="triton_install_method=container"):
+        container_launch_argv(tmp_path, {"container_spec": "container.json"}, options(plan=plan("cpu", False)))
