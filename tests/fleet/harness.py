@@ -39,6 +39,10 @@ from fleet.profiles import DGPU_GLOBAL_NODES, HostSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = REPO_ROOT / "tests" / ".work"
+# The hosts' Python must be visible inside every host: a host masks /tmp, /run, /dev/shm and
+# /root with its own, and a clone may live under any of them. Each host sees the real /var
+# through its overlay's lower layer, so the venv lives there.
+HOST_PYTHON_DIR = Path("/var/cache/tritonfleet-tests")
 STATE_FILE = "fleet-state.json"
 INVENTORY_FILE = "inventory.yml"
 OVERLAID = ("etc", "opt", "usr", "var", "srv")
@@ -142,7 +146,7 @@ def _terminate(pids: set[int], grace: float = 3.0) -> list[int]:
     return sorted(alive)
 
 
-def ensure_host_python(cache_dir: Path = CACHE_DIR, requirements: Path = REPO_ROOT / "requirements.txt") -> Path:
+def ensure_host_python(cache_dir: Path = HOST_PYTHON_DIR, requirements: Path = REPO_ROOT / "requirements.txt") -> Path:
     """Build (once) the managed-host venv from /usr/bin/python3 with the pinned nvidia-ml-py and requests.
 
     Returns ``<cache_dir>/hostpy/bin/python``. A marker file holds the pins; a change rebuilds.
@@ -269,7 +273,7 @@ class Fleet:
                 return prefix
 
     def _up(self, hosts: list[HostSpec], state: dict[str, Any], timeout: float) -> None:
-        host_python = ensure_host_python(self.cache_dir)
+        host_python = ensure_host_python()
         library = fakenvml.build_library(self.cache_dir / "fake-nvml") if any(h.nvml for h in hosts) else None
         key = self.workdir / "id_ed25519"
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tritonfleet-test", "-f", str(key)])

@@ -37,6 +37,8 @@ VENV_BIN = REPO_ROOT / ".venv" / "bin"
 EXAMPLES = REPO_ROOT / "examples" / "model_repository"
 FIXTURE_REPOS = REPO_ROOT / "tests" / "fixtures" / "repos"
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 48000, 48001, 48002
+SERVICE_USER = "tf-e2e"
+SERVICE_UID = 28079
 URL = f"http://127.0.0.1:{HTTP_PORT}"
 
 SITE = """\
@@ -90,6 +92,12 @@ def site():
         "triton_models_build_dir": str(base / "build"),
         "triton_models_src": str(EXAMPLES),
         "triton_service_install_prefix": str(base / "opt"),
+        # A throwaway account with a fixed uid: a real deployment's tritonserver user on this
+        # machine (make site) is neither touched nor able to block usermod.
+        "triton_service_user": SERVICE_USER,
+        "triton_service_group": SERVICE_USER,
+        "triton_service_uid": SERVICE_UID,
+        "triton_service_gid": SERVICE_UID,
         "triton_service_model_repository": str(base / "models" / "current"),
         "triton_service_config_dir": str(base / "etc"),
         "triton_service_state_dir": str(base / "state"),
@@ -126,6 +134,8 @@ def site():
         yield {"base": base, "run": run, "first": first}
     finally:
         _stop_supervisord(base / "run" / "supervisord.pid")
+        subprocess.run(["userdel", SERVICE_USER], capture_output=True, check=False)
+        subprocess.run(["groupdel", SERVICE_USER], capture_output=True, check=False)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -119,7 +119,27 @@ FLEET = {
 def test_preflight_plans_a_mixed_fleet_over_ssh(tmp_path, fleet_factory):  # noqa: F811  (fixture)
     """Simulated Jetson, dGPU (fake NVML) and CPU hosts: one plan each, a rejected host fails alone."""
     fleet = fleet_factory(FLEET)
+    # With the device check on (the default), real CUDA sees no device on the simulated GPU
+    # hosts: each GPU plan stops in preflight with the finding, the CPU host passes.
     proc, recap = run_preflight(tmp_path, fleet.inventory_path, "-e", "triton_install_method=source")
+    assert {host: counts["failed"] for host, counts in recap.items()} == {
+        "pf-cpu": 0,
+        "pf-orin": 1,
+        "pf-xavier": 1,
+        "pf-gpu": 1,
+    }, recap
+    assert sum(counts["changed"] for counts in recap.values()) == 0
+    fatal = {
+        line.split("]")[0][len("fatal: [") :]: line for line in proc.stdout.splitlines() if line.startswith("fatal: [")
+    }
+    assert sorted(fatal) == ["pf-gpu", "pf-orin", "pf-xavier"]
+    assert all("cuda_unavailable: the plan gives Triton GPUs" in line for line in fatal.values())
+    assert "device_node_missing: /dev/nvidiactl is missing" in proc.stdout
+
+    # The plans themselves, without the device check:
+    proc, recap = run_preflight(
+        tmp_path, fleet.inventory_path, "-e", "triton_install_method=source", "-e", "triton_platform_device_check=false"
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap.values()), recap
     assert "by source, KIND_CPU, gpu_ids []" in host_block(proc.stdout, "pf-cpu")
@@ -131,7 +151,15 @@ def test_preflight_plans_a_mixed_fleet_over_ssh(tmp_path, fleet_factory):  # noq
     assert "L4T 36.4.3, JetPack 6.2, Jetson AGX Orin 64GB, iGPU Orin (CC 8.7)" in orin
     assert "CUDA 11.4" in host_block(proc.stdout, "pf-xavier")
 
-    proc, recap = run_preflight(tmp_path, fleet.inventory_path, "--check", "-e", "triton_install_method=tarball")
+    proc, recap = run_preflight(
+        tmp_path,
+        fleet.inventory_path,
+        "--check",
+        "-e",
+        "triton_install_method=tarball",
+        "-e",
+        "triton_platform_device_check=false",
+    )
     assert proc.returncode != 0
     assert recap["pf-xavier"]["failed"] == 1
     assert "no Triton 2.51.0 (24.10) build runs on JetPack 5" in proc.stdout
