@@ -560,7 +560,8 @@ def _select_jetson(
                 "pinned GPUs only with triton_enable_gpu auto or true",
                 "clear triton_gpus or set triton_enable_gpu: auto",
             )
-        return _cpu_plan(hide=nodes_present)
+        # A Jetson always has its iGPU: a GPU-enabled build must not touch it on a CPU plan.
+        return _cpu_plan(hide=True)
     if any(index != 0 for index in pinned):
         raise _request_contradiction(
             f"triton_gpus pins {pinned} but a Jetson has one GPU, CUDA id 0",
@@ -577,8 +578,8 @@ def _select_jetson(
                 "devices passed into the container)",
                 "load the GPU driver or pass the device nodes through, or set triton_enable_gpu: auto or false",
             )
-        notes.append(f"Jetson GPU device nodes absent: {nodes_where}; CPU plan")
-        return _cpu_plan(hide=False)
+        notes.append(f"Jetson GPU device nodes absent: {nodes_where}; CPU plan with the iGPU hidden")
+        return _cpu_plan(hide=True)
     cc = igpu.get("compute_capability")
     min_cc = target["min_compute_capability"]
     flag = None

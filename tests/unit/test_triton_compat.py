@@ -401,7 +401,8 @@ PLAN_TABLE = [
         "24.08",
         "tarball",
         {},
-        {"instance_kind": "KIND_CPU", "enable_gpu": False, "hide_gpus": False, "gpu_ids": []},
+        # The iGPU exists even when its nodes are missing: a GPU-enabled build must not touch it.
+        {"instance_kind": "KIND_CPU", "enable_gpu": False, "hide_gpus": True, "gpu_ids": []},
     ),
     (
         "jetson-false-hides-igpu",
