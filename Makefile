@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 INVENTORY ?= inventory/local.yml
 
-.PHONY: venv site preflight verify remove test lint unit integration molecule bench clean
+.PHONY: venv site preflight verify remove rollout test lint unit bench clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ verify: venv
 
 remove: venv
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/remove.yml $(ARGS)
+
+## Fleet rollout: canary, batches, health gates, rollback, fleet report (docs/fleet.md).
+rollout: venv
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/rollout.yml $(ARGS)
 
 ## Tests: lint, unit, integration (real tritonserver, real ansible-playbook, real SSH), molecule.
 test: venv
