@@ -15,7 +15,6 @@ comes from files this machine prepares once and shares through /work (not overla
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -23,12 +22,11 @@ import re
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
+from support.triton_dist import cache_lock, pytriton_wheel
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
@@ -50,31 +48,13 @@ RECAP_RE = re.compile(
 )
 
 
-@contextmanager
-def _locked(name: str) -> Iterator[None]:
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with (CACHE_DIR / f".lock-{name}").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _pip(*args: str) -> None:
     subprocess.run([str(VENV_BIN / "pip"), "--disable-pip-version-check", "-q", *args], check=True)
 
 
-def pytriton_wheel() -> Path:
-    """The cached nvidia-pytriton wheel (tests/support/triton_dist downloads it once)."""
-    from support.triton_dist import pytriton_wheel as download
-
-    return download()
-
-
 def supervisor_wheel() -> Path:
     """The supervisor wheel, downloaded once into the cache (supervisor has no dependencies)."""
-    with _locked("fleet-wheels"):
+    with cache_lock("fleet-wheels"):
         found = sorted(WHEELS_DIR.glob("supervisor-4.3.0-*.whl"))
         if not found:
             _pip("download", "--no-deps", "-d", str(WHEELS_DIR), SUPERVISOR)
@@ -84,7 +64,7 @@ def supervisor_wheel() -> Path:
 
 def numpy_wheel() -> Path:
     """A numpy<2 wheel for the python backend runtime venv of tarball releases (Jetson hosts)."""
-    with _locked("fleet-wheels"):
+    with cache_lock("fleet-wheels"):
         found = sorted(WHEELS_DIR.glob("numpy-1.*.whl"))
         if not found:
             _pip("download", "--no-deps", "--only-binary=:all:", "-d", str(WHEELS_DIR), "numpy<2")
@@ -95,7 +75,7 @@ def numpy_wheel() -> Path:
 def fleet_venv() -> Path:
     """A venv from /usr/bin/python3 with numpy<2 and the pytriton wheel: the hosts' shared runtime."""
     wheel = pytriton_wheel()
-    with _locked("fleet-venv"):
+    with cache_lock("fleet-venv"):
         if (FLEET_VENV / ".complete").exists():
             return FLEET_VENV
         shutil.rmtree(FLEET_VENV, ignore_errors=True)
@@ -121,7 +101,7 @@ def pull_venv() -> Path:
         for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
         if line.split("==")[0].strip() in PULL_PACKAGES
     ]
-    with _locked("pull-venv"):
+    with cache_lock("pull-venv"):
         marker = PULL_VENV / ".complete"
         if marker.is_file() and marker.read_text() == "\n".join(pins):
             return PULL_VENV
@@ -136,7 +116,7 @@ def release_tarball() -> tuple[Path, str]:
     """A Jetson-shaped release tarball (top-level tritonserver/) built once from the wheel release."""
     from support.triton_dist import triton_release
 
-    with _locked("fleet-tarball"):
+    with cache_lock("fleet-tarball"):
         if not TARBALL.is_file():
             work = TARBALL.parent / "build"
             shutil.rmtree(work, ignore_errors=True)

@@ -69,7 +69,8 @@ CPU_PLAN = {
 
 
 @contextmanager
-def _locked(name: str) -> Iterator[None]:
+def cache_lock(name: str) -> Iterator[None]:
+    """Serialise parallel test processes on one named lock under the shared cache dir."""
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     with (CACHE_DIR / f".lock-{name}").open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -81,7 +82,7 @@ def _locked(name: str) -> Iterator[None]:
 
 def pytriton_wheel() -> Path:
     """Return the cached ``nvidia-pytriton==0.7.0`` wheel, downloading it once."""
-    with _locked("wheel"):
+    with cache_lock("wheel"):
         found = sorted(CACHE_DIR.glob(WHEEL_GLOB))
         if not found:
             subprocess.run(
@@ -97,7 +98,7 @@ def unpacked_wheel() -> Path:
     """Return the wheel's server, libs and dist-info unzipped (exec bits kept), like a site-packages dir."""
     wheel = pytriton_wheel()
     target = CACHE_DIR / "pytriton-0.7.0-site"
-    with _locked("unpack"):
+    with cache_lock("unpack"):
         if (target / ".complete").exists():
             return target
         shutil.rmtree(target, ignore_errors=True)
@@ -128,7 +129,7 @@ def _python_minor(python: str) -> str:
 def runtime_venv() -> Path:
     """Return a cached venv from /usr/bin/python3 with numpy<2 (for the python backend stub)."""
     venv = CACHE_DIR / f"runtime-venv-py{_python_minor(SYSTEM_PYTHON)}"
-    with _locked("venv"):
+    with cache_lock("venv"):
         if (venv / ".complete").exists():
             return venv
         shutil.rmtree(venv, ignore_errors=True)
