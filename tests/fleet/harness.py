@@ -46,6 +46,9 @@ HOST_PYTHON_DIR = Path("/var/cache/tritonfleet-tests")
 STATE_FILE = "fleet-state.json"
 INVENTORY_FILE = "inventory.yml"
 OVERLAID = ("etc", "opt", "usr", "var", "srv")
+# Paths each host replaces with its own, hiding what lies beneath them on this machine.
+MASKED = ("/tmp", "/run", "/root", "/dev/shm")
+PARKED_REPO = "/srv/.tritonfleet-tests-repo"
 HOST_PACKAGES = ("nvidia-ml-py", "requests")
 # Char-device major reserved for local/experimental use (Linux devices.txt): opening a node
 # gives ENXIO on any machine, also one with a real NVIDIA driver on major 195.
@@ -371,6 +374,12 @@ class Fleet:
         for d in OVERLAID:
             opts = f"lowerdir=/{d},upperdir={hdir}/upper/{d},workdir={hdir}/work/{d}"
             lines.append(f"mount -t overlay overlay -o {q(opts)} /{d}")
+        # A clone under a path each host masks (/tmp, /run, /root, /dev/shm) would vanish inside
+        # the hosts, with the test caches (wheels, venvs) the tests install from: park a bind of
+        # it in the host's private /srv now and move it back over the mask at the end.
+        repo_masked = any(REPO_ROOT.is_relative_to(m) for m in MASKED)
+        if repo_masked:
+            lines += [f"mkdir -p {PARKED_REPO}", f"mount --bind {q(str(REPO_ROOT))} {PARKED_REPO}"]
         lines += [
             f"mount --bind {q(str(hdir))}/root-home /root",
             "mount -t tmpfs -o mode=0755 tmpfs /run",
@@ -404,6 +413,8 @@ class Fleet:
             ]
         # /tmp goes last: the workdir may live under /tmp and is hidden from here on.
         lines += ["mount -t tmpfs -o mode=1777 tmpfs /tmp", f"hostname {q(spec.name)}"]
+        if repo_masked:
+            lines += [f"mkdir -p {q(str(REPO_ROOT))}", f"mount --move {PARKED_REPO} {q(str(REPO_ROOT))}"]
         if spec.nvml:
             lines.append("ldconfig")
         lines.append("exec /usr/sbin/sshd -D -e -f /etc/ssh/fleet/sshd_config")
