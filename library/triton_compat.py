@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.triton_compat import ENABLE_GPU_CHOICES, METHODS, CompatError, build_plan, load_matrix
+from ansible.module_utils.triton_module_run import ModuleFailure
 
 DOCUMENTATION = r"""
 module: triton_compat
@@ -164,23 +165,30 @@ ARGUMENT_SPEC = {
 }
 
 
-def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    params = module.params
+def run(params: dict, check_mode: bool) -> dict:
+    """Plan for one host; also called in-process by the project's action plugin."""
     try:
         matrix = load_matrix(params["matrix_path"])
         plan = build_plan(
             params["host"], matrix, params["release"], params["method"], params["enable_gpu"], params["gpus"]
         )
     except CompatError as err:
-        module.fail_json(msg=str(err), wrong=err.wrong, found=err.found, supported=err.supported, todo=err.todo)
+        raise ModuleFailure(str(err), wrong=err.wrong, found=err.found, supported=err.supported, todo=err.todo) from err
     except ValueError as err:
-        module.fail_json(
-            msg=f"a version in the host facts or the matrix cannot be compared: {err}. Found: triton_host of "
+        raise ModuleFailure(
+            f"a version in the host facts or the matrix cannot be compared: {err}. Found: triton_host of "
             f"{params['host'].get('root', '/')} and {params['matrix_path']}. Supported: dotted numeric versions "
             "such as '8.7' or '550.54.15'. To fix: re-gather triton_host with triton_host_facts, or correct the matrix."
-        )
-    module.exit_json(changed=False, ansible_facts={"triton_plan": plan})
+        ) from err
+    return {"changed": False, "ansible_facts": {"triton_plan": plan}}
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    try:
+        module.exit_json(**run(module.params, module.check_mode))
+    except ModuleFailure as failure:
+        module.fail_json(msg=failure.msg, **failure.details)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from ansible.module_utils.triton_install import (
     build_request,
     container_run_argv,
     install_release,
+    wheel_venv_commands,
 )
 
 DOCUMENTATION = r"""
@@ -61,11 +62,39 @@ options:
     type: bool
     default: false
   python_bin_dir:
-    description: bin dir of the Python (with numpy) the python backend stub runs with.
+    description:
+      - bin dir of the Python (with numpy) the python backend stub runs with.
+      - C(wheel) without O(venv) only; with O(venv) it is the venv's C(bin).
     type: path
   python_version:
-    description: Minor version of that Python (C(3.11)); picks the python backend stub.
+    description:
+      - Minor version of that Python (C(3.11)); picks the python backend stub.
+      - C(wheel) without O(venv) only; with O(venv) it is read from the venv.
     type: str
+  venv:
+    description:
+      - C(wheel) the venv that holds the wheel. The module makes it (C(python -m venv)) and runs pip only
+        when the venv lacks the exact pin O(venv.requirement) (a requirement that is not C(name==version)
+        always runs pip), then takes O(src), O(python_bin_dir) and O(python_version) from it.
+      - In check mode the commands are reported in RV(actions), not run.
+    type: dict
+    suboptions:
+      path:
+        description: The venv directory.
+        type: path
+        required: true
+      python:
+        description: Interpreter the venv is made from (the python backend stub links its libpython).
+        type: path
+        default: /usr/bin/python3
+      requirement:
+        description: pip requirement that carries the server, for example C(nvidia-pytriton==0.7.0).
+        type: str
+        required: true
+      extra_args:
+        description: Extra pip arguments (an index URL, C(--no-index --find-links ...)).
+        type: str
+        default: ""
   enable_gpu:
     description:
       - C(auto) follows the plan's enable_gpu; C(true) requires a GPU build.
@@ -104,9 +133,9 @@ EXAMPLES = r"""
     method: wheel
     plan: "{{ ansible_facts['triton_plan'] }}"
     source: pypi:nvidia-pytriton==0.7.0
-    src: /opt/tritonserver/venvs/pytriton-0.7.0/lib/python3.11/site-packages
-    python_bin_dir: /opt/tritonserver/venvs/pytriton-0.7.0/bin
-    python_version: "3.11"
+    venv:
+      path: /opt/tritonserver/venvs/pytriton-0.7.0
+      requirement: nvidia-pytriton==0.7.0
 """
 
 RETURN = r"""
@@ -145,6 +174,15 @@ ARGUMENT_SPEC = {
     "keep_releases": {"type": "int", "default": 3},
     "host": {"type": "dict", "default": {}},
     "container": {"type": "dict", "default": {}},
+    "venv": {
+        "type": "dict",
+        "options": {
+            "path": {"type": "path", "required": True},
+            "python": {"type": "path", "default": "/usr/bin/python3"},
+            "requirement": {"type": "str", "required": True},
+            "extra_args": {"type": "str", "default": ""},
+        },
+    },
 }
 
 
@@ -153,11 +191,23 @@ def main() -> None:
         argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
         required_if=[
-            ("method", "wheel", ("src", "python_bin_dir", "python_version")),
             ("method", "tarball", ("archive", "sha256")),
             ("method", "source", ("src",)),
         ],
     )
+    venv_commands = wheel_venv_commands(module.params["venv"]) if module.params["venv"] else []
+    for argv in [] if module.check_mode else venv_commands:
+        try:
+            rc, out, err = module.run_command(argv, handle_exceptions=False)
+        except OSError as exc:
+            rc, out, err = 127, "", str(exc)
+        if rc != 0:
+            module.fail_json(
+                msg=f"Preparing the wheel's venv failed: {' '.join(argv)} exited {rc}: {(err or out).strip()[-2000:]}. "
+                "Nothing under the prefix changed. Check that the interpreter has the venv module and that the "
+                "package index (or triton_install_pip_extra_args) is reachable, then rerun.",
+                rc=rc,
+            )
     try:
         request = build_request(module.params)
         result = install_release(request, module.check_mode)
@@ -175,6 +225,9 @@ def main() -> None:
         )
     if module.params["method"] == "container":
         result["container_argv"] = container_run_argv(request["container_spec"])
+    if venv_commands:
+        result["actions"] = [" ".join(argv) for argv in venv_commands] + result["actions"]
+        result["changed"] = True
     module.exit_json(**result)
 
 

@@ -15,6 +15,7 @@ from ansible.module_utils.triton_models_release import (
     check_overrides,
     host_renderer,
 )
+from ansible.module_utils.triton_module_run import ModuleFailure
 
 DOCUMENTATION = r"""
 ---
@@ -141,32 +142,45 @@ ARGUMENT_SPEC = {
 }
 
 
-def main() -> None:
-    """Render and assemble the release; fail with every model's problems at once."""
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+def run(params: dict, check_mode: bool) -> dict:
+    """Render and assemble the release; fail with every model's problems at once.
+
+    Also called in-process by the project's action plugin.
+    """
     if IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib("tritonclient[grpc]"), exception=str(IMPORT_ERROR))
-    p = module.params
-    src = Path(p["src"])
+        raise ModuleFailure(missing_required_lib("tritonclient[grpc]"), exception=str(IMPORT_ERROR))
+    src = Path(params["src"])
     try:
-        counts = check_overrides(src, p["policy_overrides"], p["instance_counts"])
-        render = host_renderer(p["plan"], p["host"], p["policy"], p["gpu_build"], p["policy_overrides"], counts)
-        build = build_release(src, Path(p["build_dir"]), render, write=not module.check_mode)
+        counts = check_overrides(src, params["policy_overrides"], params["instance_counts"])
+        render = host_renderer(
+            params["plan"], params["host"], params["policy"], params["gpu_build"], params["policy_overrides"], counts
+        )
+        build = build_release(src, Path(params["build_dir"]), render, write=not check_mode)
     except ReleaseError as err:
-        module.fail_json(msg=str(err), problems=err.problems)
+        raise ModuleFailure(str(err), problems=err.problems) from err
     except OSError as err:
-        module.fail_json(msg=f"cannot build the release of {src}: {err}", exception=traceback.format_exc())
-    for warning in build.warnings:
+        raise ModuleFailure(f"cannot build the release of {src}: {err}", exception=traceback.format_exc()) from err
+    return {
+        "changed": build.created,
+        "release_id": build.release_id,
+        "path": str(build.path),
+        "models": build.models,
+        "configs": build.configs,
+        "instance_groups": build.instance_groups,
+        "warnings": list(build.warnings),
+        "warnings_list": build.warnings,
+    }
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    try:
+        result = run(module.params, module.check_mode)
+    except ModuleFailure as failure:
+        module.fail_json(msg=failure.msg, **failure.details)
+    for warning in result.pop("warnings"):
         module.warn(warning)
-    module.exit_json(
-        changed=build.created,
-        release_id=build.release_id,
-        path=str(build.path),
-        models=build.models,
-        configs=build.configs,
-        instance_groups=build.instance_groups,
-        warnings_list=build.warnings,
-    )
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,14 @@ options:
   staging:
     description: Staged copy to promote to the release first; omitted when the release is already there.
     type: path
+  when_missing:
+    description:
+      - What to do when C(releases/<release>) is not on the host yet. C(fail) (a staged copy is still
+        promoted first). C(report) returns RV(release_missing) and changes nothing, so the caller copies the
+        release only then; a converged host costs one module run instead of a stat and this one.
+    type: str
+    choices: [fail, report]
+    default: fail
   configs:
     description: Model name to the rendered config.pbtxt text; only used for C(--diff) against C(current).
     type: dict
@@ -102,6 +110,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+release_missing:
+  description: True when O(when_missing=report) and the release is not on the host; nothing else was done.
+  returned: always
+  type: bool
 release:
   description: The release that is (or would be) current.
   returned: always
@@ -161,6 +173,7 @@ ARGUMENT_SPEC = {
     "release": {"type": "str", "required": True},
     "phase": {"type": "str", "choices": list(PHASES), "default": "switch"},
     "staging": {"type": "path"},
+    "when_missing": {"type": "str", "choices": ["fail", "report"], "default": "fail"},
     "configs": {"type": "dict", "default": {}},
     "url": {"type": "str", "default": "http://127.0.0.1:8000"},
     "api_key_header": {"type": "str", "default": "", "no_log": False},
@@ -175,6 +188,8 @@ def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     p = module.params
     root, check = Path(p["root"]), module.check_mode
+    if p["when_missing"] == "report" and not release_dir(root, p["release"]).is_dir():
+        module.exit_json(changed=False, release_missing=True, release=p["release"], previous=linked_release(root))
     try:
         staging = Path(p["staging"]) if p["staging"] else None
         promoted = promote_staging(root, p["release"], staging, check) if staging else False
@@ -192,7 +207,7 @@ def main() -> None:
         module.fail_json(msg=f"cannot activate release {p['release']} under {root}: {err}", path=str(root))
     values = result.as_dict()
     values["changed"] = values["changed"] or promoted or bool(pruned)
-    module.exit_json(promoted=promoted, pruned=pruned, diff=diff, **values)
+    module.exit_json(release_missing=False, promoted=promoted, pruned=pruned, diff=diff, **values)
 
 
 if __name__ == "__main__":

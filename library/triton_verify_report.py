@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.triton_module_run import ModuleFailure
 from ansible.module_utils.triton_report import build_report, write_report
 
 DOCUMENTATION = r"""
@@ -114,31 +115,37 @@ ARGUMENT_SPEC = {
 }
 
 
-def main() -> None:
-    """Build the report, write both files, return the verdict."""
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    p = module.params
+def run(params: dict, check_mode: bool) -> dict:
+    """Build the report, write both files, return the verdict; also called in-process by the action plugin."""
     report = build_report(
-        p["host_name"],
-        p["generated_at"],
-        p["host"],
-        p["plan"],
-        p["compat_error"],
-        p["manifest"],
-        p["release"],
-        p["device_check"],
-        p["server_check"],
+        params["host_name"],
+        params["generated_at"],
+        params["host"],
+        params["plan"],
+        params["compat_error"],
+        params["manifest"],
+        params["release"],
+        params["device_check"],
+        params["server_check"],
     )
     try:
-        changed, paths = write_report(Path(p["dest"]), report, module.check_mode)
+        changed, paths = write_report(Path(params["dest"]), report, check_mode)
     except OSError as err:
-        module.fail_json(
-            msg=f"the verification report of {p['host_name']} cannot be written to {p['dest']}: {err}; the report "
-            "needs a writable directory on the controller; fix its permissions or set triton_verify_report_dir",
-            path=p["dest"],
-        )
+        raise ModuleFailure(
+            f"the verification report of {params['host_name']} cannot be written to {params['dest']}: {err}; the "
+            "report needs a writable directory on the controller; fix its permissions or set triton_verify_report_dir",
+            path=params["dest"],
+        ) from err
     errors = [f for f in report["findings"] if f["severity"] == "error"]
-    module.exit_json(changed=changed, verdict=report["verdict"], errors=errors, paths=paths, report=report)
+    return {"changed": changed, "verdict": report["verdict"], "errors": errors, "paths": paths, "report": report}
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    try:
+        module.exit_json(**run(module.params, module.check_mode))
+    except ModuleFailure as failure:
+        module.fail_json(msg=failure.msg, **failure.details)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,15 @@ real "no server is running" case.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
 from pathlib import Path
 
 import pytest
+import triton_models_switch
+from ansible.module_utils.testing import patch_module_args
 from ansible.module_utils.triton_models_release import tree_digest
 from ansible.module_utils.triton_models_switch import (
     SwitchError,
@@ -146,3 +149,31 @@ def test_without_a_server_a_switch_only_moves_the_links(root):
 def test_switch_to_a_release_that_is_not_there_explains(root):
     with pytest.raises(SwitchError, match="run it before the switch phase"):
         activate(root, "feedbeef", NO_SERVER, "switch")
+
+
+def _module(capsys, args: dict) -> dict:
+    with patch_module_args(args), pytest.raises(SystemExit):
+        triton_models_switch.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def test_a_missing_release_is_reported_and_nothing_changes(root, capsys):
+    present = _release(root, "a")
+    point_link(root, "current", present)
+    args = {"root": str(root), "release": "f" * 64, "phase": "deploy", "when_missing": "report",
+            "staging": str(root / "releases" / ".staging-x"),
+            "url": "http://127.0.0.1:48099", "timeout": 2}  # fmt: skip
+    result = _module(capsys, args)
+    assert result["release_missing"] is True and result["changed"] is False
+    assert result["previous"] == present and linked_release(root) == present
+    failed = _module(capsys, dict(args, when_missing="fail"))
+    assert failed["failed"] is True and "f" * 64 in failed["msg"]
+
+
+def test_a_release_on_the_host_is_activated_when_missing_is_reported(root, capsys):
+    release_id = _release(root, "a")
+    args = {"root": str(root), "release": release_id, "phase": "deploy", "when_missing": "report",
+            "url": "http://127.0.0.1:48099", "timeout": 2}  # fmt: skip
+    result = _module(capsys, args)
+    assert result["release_missing"] is False and result["changed"] is True
+    assert linked_release(root) == release_id
