@@ -14,6 +14,7 @@ from ansible.module_utils.triton_fleet_report import (
     read_verify_report,
     write_report,
 )
+from ansible.module_utils.triton_module_run import ModuleFailure
 
 DOCUMENTATION = r"""
 ---
@@ -158,9 +159,8 @@ ARGUMENT_SPEC = {
 }
 
 
-def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    p = module.params
+def run(p: dict, check_mode: bool) -> dict:
+    """Plan the batches, write the report; also called in-process by the project's action plugin."""
     fleet_dir = Path(p["fleet_dir"])
     try:
         plan = plan_batches(p["hosts"], p["batches"], p["canary"])
@@ -180,27 +180,35 @@ def main() -> None:
             finished=p["finished"],
             final=p["final"],
         )
-        changed, paths = write_report(fleet_dir, report, check_mode=module.check_mode)
+        changed, paths = write_report(fleet_dir, report, check_mode=check_mode)
     except FleetReportError as exc:
-        module.fail_json(msg=str(exc))
+        raise ModuleFailure(str(exc)) from exc
     except OSError as exc:
-        module.fail_json(
-            msg=f"Fleet report for rollout {p['rollout_id']} could not be written under {fleet_dir}: {exc}; "
+        raise ModuleFailure(
+            f"Fleet report for rollout {p['rollout_id']} could not be written under {fleet_dir}: {exc}; "
             "the report needs a writable directory on the controller; fix the permissions or set "
             "triton_rollout_report_dir to a writable path.",
             path=str(fleet_dir),
-        )
+        ) from exc
     done = report["batches"][: report["batches_done"]]
     summary = done[-1]["summary"] if done else f"rollout plan: {len(plan)} batches: {plan}"
-    module.exit_json(
-        changed=changed,
-        paths=paths,
-        summary=summary,
-        status=report["status"],
-        batches_total=len(plan),
-        plan=plan,
-        report=report,
-    )
+    return {
+        "changed": changed,
+        "paths": paths,
+        "summary": summary,
+        "status": report["status"],
+        "batches_total": len(plan),
+        "plan": plan,
+        "report": report,
+    }
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    try:
+        module.exit_json(**run(module.params, module.check_mode))
+    except ModuleFailure as failure:
+        module.fail_json(msg=failure.msg, **failure.details)
 
 
 if __name__ == "__main__":
