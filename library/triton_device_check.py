@@ -8,7 +8,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.triton_cuda import CudaDriver
-from ansible.module_utils.triton_device_check import access_for_user, check_devices
+from ansible.module_utils.triton_device_check import access_for, check_devices
 from ansible.module_utils.triton_nvml import load_nvml
 
 DOCUMENTATION = r"""
@@ -42,7 +42,11 @@ options:
     description:
       - Judge device-node access for this user from owner, group and mode bits, instead of
         the user the module runs as (root can open anything; the service user may not be able
-        to read the controller-side Python). Omit to test the running user with C(os.access).
+        to read the controller-side Python). The account is looked up on the host (passwd and
+        group databases).
+      - When the account does not exist yet (before the first install creates it) the running
+        user is judged with C(os.access), and RV(access_user) says so. Omit to judge the
+        running user.
     type: str
 attributes:
   check_mode:
@@ -84,6 +88,13 @@ devices:
     cuda:
       description: CUDA driver view C({available, reason, error, count, devices, cuda_visible_devices}).
       type: dict
+access_user:
+  description:
+    - Whose access the node results describe, C({requested, exists, judged}) - the account asked
+      for in O(user) (null when omitted), whether it exists, and the account actually judged.
+  returned: always
+  type: dict
+  sample: {requested: tritonserver, exists: false, judged: root}
 findings:
   description: Problems found, each C({severity, code, message, fix}); severity is C(error) or C(warning).
   returned: always
@@ -104,18 +115,10 @@ ARGUMENT_SPEC = {
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     nvml, nvml_reason = load_nvml()
+    access, gids, access_user = access_for(module.params["user"])
     try:
-        access, gids = os.access, None
-        if module.params["user"]:
-            access, gids = access_for_user(module.params["user"])
         result = check_devices(
             module.params["plan"], nvml, CudaDriver(), os.environ, module.params["root"], nvml_reason, access, gids
-        )
-    except KeyError:
-        module.fail_json(
-            msg=f"the device check cannot judge access for user {module.params['user']!r}: no such user on the host. "
-            "Supported: an existing account (the service user once triton_service has run). "
-            "Fix: omit user before the first install, or create the account."
         )
     except ValueError as err:
         module.fail_json(
@@ -123,6 +126,7 @@ def main() -> None:
             f"min_compute_capability={module.params['plan'].get('min_compute_capability')!r}. "
             "Supported: dotted numbers such as '7.5'. Fix: re-run preflight to rebuild triton_plan."
         )
+    result["access_user"] = access_user
     for finding in result["findings"]:
         if finding["severity"] == "warning":
             module.warn(f"{finding['code']}: {finding['message']}; fix: {finding['fix']}")

@@ -135,7 +135,9 @@ server_live:
   returned: always
   type: bool
 pending_switch:
-  description: Phase deploy only; a live server serves another release and phase switch will switch it.
+  description:
+    - Phase deploy only; a live server serves another release, or not exactly the active release's models,
+      and phase switch will switch (or reload) it. False means phase switch has nothing to do in this run.
   returned: always
   type: bool
 loaded:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.triton_nvml import load_nvml
-from ansible.module_utils.triton_server_check import read_pids, verify
+from ansible.module_utils.triton_server_check import read_api_key, read_pids, verify
 
 try:
     import requests
@@ -52,11 +52,17 @@ options:
     type: bool
     default: true
   api_key_header:
-    description: Header name of the restricted-API key (C(--http-restricted-api)).
+    description: Header name of the restricted-API key (C(--http-restricted-api)); sent only with a key.
     type: str
   api_key:
-    description: Value of the restricted-API key.
+    description: Value of the restricted-API key. Mutually exclusive with O(api_key_file).
     type: str
+  api_key_file:
+    description:
+      - File on the host holding the restricted-API key (read by the module, surrounding whitespace
+        trimmed, never returned). A missing file means no key, and O(api_key_header) is not sent.
+      - Mutually exclusive with O(api_key).
+    type: path
   pid:
     description: Pids whose GPU memory is measured (the server, or an application embedding Triton).
     type: list
@@ -101,8 +107,8 @@ EXAMPLES = r"""
     expected_instance_groups: "{{ __triton_models_render['instance_groups'] }}"
     pidfile: /run/tritonfleet/tritonserver.pid
     plan: "{{ ansible_facts['triton_plan'] }}"
-    api_key_header: triton-key
-    api_key: "{{ lookup('ansible.builtin.file', '/etc/tritonfleet/api-key') }}"
+    api_key_header: tritonfleet-admin-key
+    api_key_file: /etc/tritonfleet/api-key
   register: __triton_verify_server
 """
 
@@ -139,6 +145,7 @@ ARGUMENT_SPEC = {
     "smoke_inference": {"type": "bool", "default": True},
     "api_key_header": {"type": "str", "no_log": False},
     "api_key": {"type": "str", "no_log": True},
+    "api_key_file": {"type": "path"},
     "pid": {"type": "list", "elements": "int", "default": []},
     "pidfile": {"type": "path"},
     "plan": {"type": "dict", "default": {}},
@@ -150,16 +157,30 @@ ARGUMENT_SPEC = {
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=ARGUMENT_SPEC, required_together=[("api_key_header", "api_key")], supports_check_mode=True
+        argument_spec=ARGUMENT_SPEC,
+        mutually_exclusive=[("api_key", "api_key_file")],
+        required_by={"api_key": "api_key_header", "api_key_file": "api_key_header"},
+        supports_check_mode=True,
     )
     if REQUESTS_ERROR:
         module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_ERROR))
     p = module.params
+    key = p["api_key"]
+    try:
+        if p["api_key_file"]:
+            key = read_api_key(p["api_key_file"])
+    except OSError as err:
+        module.fail_json(
+            msg=f"the restricted-API key cannot be read: {err}. Found: api_key_file={p['api_key_file']}. Supported: "
+            "a file the connection user can read, or none. Fix: fix its permissions or rerun triton_service."
+        )
+    if key:
+        module.no_log_values.add(key)
     pids, pid_reason = read_pids(p["pid"], p["pidfile"])
     nvml, nvml_reason = load_nvml()
     with requests.Session() as session:
-        if p["api_key_header"]:
-            session.headers[p["api_key_header"]] = p["api_key"]
+        if p["api_key_header"] and key is not None:
+            session.headers[p["api_key_header"]] = key
         report = verify(
             session,
             p["url"],

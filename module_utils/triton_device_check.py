@@ -94,6 +94,31 @@ def access_for_user(name: str) -> tuple[Callable[[str, int], bool], set[int]]:
     return access, gids
 
 
+def _running_user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
+
+
+def access_for(name: str | None) -> tuple[Callable[[str, int], bool], set[int] | None, dict[str, Any]]:
+    """Return the access test, the group ids and whose access is judged, for account ``name``.
+
+    An existing account is judged from mode bits (``access_for_user``). Without ``name``, or
+    when the account does not exist yet (before the first install creates it), the running
+    user is judged with ``os.access`` and its own groups. The third value is
+    ``{requested, exists, judged}``: the account asked for, whether it exists, and the account
+    whose access the node results describe.
+    """
+    if name:
+        try:
+            access, gids = access_for_user(name)
+        except KeyError:
+            return os.access, None, {"requested": name, "exists": False, "judged": _running_user()}
+        return access, gids, {"requested": name, "exists": True, "judged": name}
+    return os.access, None, {"requested": None, "exists": None, "judged": _running_user()}
+
+
 def device_nodes(
     platform: str,
     root: str = "/",

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ansible.module_utils.triton_models_release import CONFIG_NAME, IGNORED_DIR_NAMES, tree_digest
+from ansible.module_utils.triton_release_tree import CONFIG_NAME, IGNORED_DIR_NAMES, tree_digest
 
 RELEASES_DIR = "releases"
 CURRENT_LINK = "current"
@@ -379,7 +379,8 @@ def activate(
 
     ``deploy`` phase (before the service step): point ``current`` at the release when there
     is none yet or no server is live (the server loads ``current`` when it starts); leave a
-    live server alone and report ``pending_switch``. ``switch`` phase: with a live server,
+    live server alone and report ``pending_switch`` (also when the active release's models are
+    not exactly the loaded ones, so the switch phase repairs that). ``switch`` phase: with a live server,
     switch through the repository API (see the module docstring), rolling back on any
     failure; without one, only the link moves. Idempotent: an active release whose models are
     all loaded, with nothing else loaded, is left as it is. Raises SwitchError.
@@ -399,7 +400,9 @@ def activate(
             _switch_links(root, old, release_id)
         return result
     if phase == "deploy":
-        result.pending_switch = old != release_id
+        # With the release already active the switch phase still has work when the server does
+        # not serve exactly its models (one unloaded or failed since, another one loaded).
+        result.pending_switch = old != release_id or _loaded_models(client.index()) != set(result.models)
         return result
 
     loaded = _loaded_models(client.index())

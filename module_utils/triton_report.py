@@ -413,3 +413,55 @@ def find_server_process(proc_root: Path, http_port: int, name: str = "tritonserv
         "environment": {},
         "reason": f"no {name} process with --http-port={http_port} under {proc_root}",
     }
+
+
+def _read_json(path: Path) -> Any:
+    """Parse a JSON file; ValueError names the file (a half-written or hand-edited file)."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from err
+
+
+def read_manifest(install_prefix: Path) -> dict[str, Any] | None:
+    """Return the installed release's ``current/manifest.json``, or None when nothing is installed.
+
+    Raises ValueError when the file is not JSON and OSError when it exists but cannot be read.
+    """
+    try:
+        return _read_json(install_prefix / "current" / "manifest.json")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def read_models_release(models_root: Path) -> dict[str, Any] | None:
+    """Return the active models release ``{id, root, instance_groups}``, or None when none is active.
+
+    Active means ``<models_root>/current`` is a symlink; ``id`` is the last component of its
+    target and ``instance_groups`` the ``instance_groups.json`` rendered into that release.
+    Raises OSError when the link's release has no readable ``instance_groups.json`` and
+    ValueError when it is not JSON.
+    """
+    current = models_root / "current"
+    if not current.is_symlink():
+        return None
+    target = os.readlink(current)
+    return {
+        "id": os.path.basename(target),
+        "root": str(models_root),
+        "instance_groups": _read_json(current / "instance_groups.json"),
+    }
+
+
+def read_deployed(install_prefix: Path, models_root: Path, proc_root: Path, http_port: int) -> dict[str, Any]:
+    """Read what verify compares against, all at once: ``{manifest, release, process}``.
+
+    ``manifest`` is ``read_manifest``, ``release`` ``read_models_release`` and ``process``
+    ``find_server_process`` for ``http_port``. Raises what they raise.
+    """
+    return {
+        "manifest": read_manifest(install_prefix),
+        "release": read_models_release(models_root),
+        "process": find_server_process(proc_root, http_port),
+    }

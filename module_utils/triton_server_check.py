@@ -358,6 +358,18 @@ def read_pids(pids: list[int] | None, pidfile: str | None) -> tuple[list[int], s
     return found, None if found else "no server pid given (set pid or pidfile)"
 
 
+def read_api_key(path: str) -> str | None:
+    """Return the restricted-API key stored in ``path`` (surrounding whitespace trimmed), or None when it is missing.
+
+    Raises OSError when the file exists but cannot be read.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip()
+    except FileNotFoundError:
+        return None
+
+
 def measure_gpu_memory(nvml: Any | None, nvml_reason: str | None, pids: list[int]) -> dict[str, Any]:
     """Sum the GPU memory NVML reports for ``pids`` on every GPU.
 

@@ -59,9 +59,19 @@ def read_manifest(release_dir: Path) -> dict[str, Any]:
             "manifest.json is a JSON object written by triton_install. "
             "Rerun the triton_install role to rewrite it."
         ) from err
+    return check_manifest(data, str(path))
+
+
+def check_manifest(data: Any, source: str) -> dict[str, Any]:
+    """Return ``data`` when it is a release manifest with the keys the service needs.
+
+    ``source`` names where it came from in the message. Checks ``server_version`` (str),
+    ``gpu_build`` (bool) and ``python_bin_dir`` (absolute path or null); raises
+    ServiceConfigError otherwise.
+    """
     if not isinstance(data, dict):
         raise ServiceConfigError(
-            f"The release manifest {path} holds a {type(data).__name__}, not an object. "
+            f"The release manifest {source} holds a {type(data).__name__}, not an object. "
             "manifest.json is a JSON object written by triton_install. Rerun the triton_install role."
         )
     problems = []
@@ -74,7 +84,7 @@ def read_manifest(release_dir: Path) -> dict[str, Any]:
         problems.append("python_bin_dir (absolute path or null)")
     if problems:
         raise ServiceConfigError(
-            f"The release manifest {path} lacks or mistypes: {', '.join(problems)}. "
+            f"The release manifest {source} lacks or mistypes: {', '.join(problems)}. "
             "The service needs server_version, gpu_build and python_bin_dir from manifest.json. "
             "Rerun the triton_install role to rewrite the manifest."
         )

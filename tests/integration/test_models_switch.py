@@ -110,6 +110,21 @@ def test_active_release_is_left_alone(served):
     assert (result.changed, result.loaded, result.unloaded) == (False, [], [])
 
 
+def test_deploy_phase_tells_whether_the_switch_phase_has_work(served):
+    root, client, first = served["root"], served["client"], served["first"]
+    served_now = activate(root, first, client, "deploy")
+    assert (served_now.server_live, served_now.pending_switch, served_now.changed) == (True, False, False)
+    assert client.unload("scale") is None
+    deadline = time.monotonic() + 30
+    while _states(client).get("scale") == "READY" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    drifted = activate(root, first, client, "deploy")
+    assert (drifted.pending_switch, drifted.changed) == (True, False)
+    repaired = activate(root, first, client, "switch")
+    assert repaired.loaded == ["scale"] and _states(client) == {"add_sub": "READY", "scale": "READY"}
+    assert activate(root, first, client, "deploy").pending_switch is False
+
+
 def test_repository_api_refuses_without_the_key(served):
     with pytest.raises(SwitchError, match="restricted-API key"):
         TritonHttp(served["url"]).index()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -244,6 +245,26 @@ def test_module_reports_and_hides_the_key(server, tmp_path):
     assert KEY not in out and KEY not in json.dumps(result)
 
 
+def test_module_reads_the_key_file_on_the_host(server, tmp_path):
+    key_file = tmp_path / "api-key"
+    key_file.write_text(KEY + "\n")
+    args = {"url": server.url, "api_key_header": KEY_HEADER, "api_key_file": str(key_file), "smoke_inference": False}
+    rc, result, out = run_module(tmp_path, args)
+    assert rc == 0, out
+    assert [m["state"] for m in result["report"]["models"]] == ["READY", "READY"]
+    assert KEY not in out and KEY not in json.dumps(result)
+
+    # No key file: no key is sent, and the restricted index answers 403.
+    key_file.unlink()
+    rc, result, out = run_module(tmp_path, {**args, "fail_on_error": False})
+    assert rc == 0, out
+    assert [f["code"] for f in result["report"]["findings"]] == ["repository_index_failed"]
+
+    rc, result, out = run_module(tmp_path, {**args, "api_key": KEY})
+    assert rc != 0
+    assert "mutually exclusive: api_key|api_key_file" in result["msg"]
+
+
 def test_module_fails_on_mismatch_but_returns_the_report(server, tmp_path):
     args = {
         "url": server.url,
@@ -283,3 +304,208 @@ def test_module_finds_gpu_memory_on_a_cpu_plan_through_nvml(server, tmp_path):
     assert memory["total_bytes"] == 320 << 20
     assert memory["gpus"][0]["pids"] == [server.proc.pid]
     assert [f["code"] for f in result["report"]["findings"]] == ["cpu_plan_gpu_memory"]
+
+
+# ---------------------------------------------------------------- playbooks/verify.yml
+
+# Records each task's action and outcome. Every action outside CONTROLLER_ONLY counts as a
+# module run (~0.26 s here: a fork and a Python start); those inside cost ~0.02 s.
+COUNTING_CALLBACK = """
+import json
+import os
+
+from ansible.plugins.callback import CallbackBase
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "tf_count"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def _record(self, result, status):
+        with open(os.environ["TF_COUNT_FILE"], "a", encoding="utf-8") as out:
+            out.write(json.dumps({"play": self._play, "task": result._task.get_name(),
+                                  "action": result._task.action, "status": status}) + "\\n")
+
+    def v2_playbook_on_play_start(self, play):
+        self._play = play.get_name()
+
+    def v2_runner_on_ok(self, result):
+        self._record(result, "ok")
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._record(result, "failed")
+
+    def v2_runner_on_skipped(self, result):
+        self._record(result, "skipped")
+"""
+CONTROLLER_ONLY = {
+    "set_fact", "assert", "debug", "fail", "meta", "include_tasks", "include_role", "group_by", "validate_argument_spec"
+}  # fmt: skip
+# A play that knows the plan before verify runs, as site.yml's and the rollout's preflight do.
+KNOWN_PLAN_PLAYBOOK = """\
+- name: Preflight
+  hosts: all
+  gather_facts: false
+  roles:
+    - role: triton_platform
+
+- name: Verify
+  ansible.builtin.import_playbook: {verify}
+"""
+
+
+@pytest.fixture(scope="module")
+def deployed(server, release, tmp_path_factory) -> dict:
+    """The server fixture as a deployed host: install prefix, active models release, key file, inventory."""
+    base = tmp_path_factory.mktemp("verify")
+    models_release = base / "models" / "releases" / "r1"
+    models_release.mkdir(parents=True)
+    (models_release / "instance_groups.json").write_text(json.dumps(rendered_groups(base)))
+    (base / "models" / "current").symlink_to("releases/r1")
+    (base / "etc").mkdir()
+    (base / "etc" / "api-key").write_text(KEY + "\n")
+    (base / "cb").mkdir()
+    (base / "cb" / "tf_count.py").write_text(COUNTING_CALLBACK)
+    host_vars = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+        "triton_install_prefix": str(release.parent.parent),
+        "triton_models_root": str(base / "models"),
+        "triton_service_http_port": 38010,
+        "triton_service_api_key_header": KEY_HEADER,
+        "triton_service_api_key_file": str(base / "etc" / "api-key"),
+        # No such account: the device check judges access for the running user and says so.
+        "triton_service_user": "tf-verify-no-such-user",
+        "triton_verify_report_dir": str(base / "reports"),
+        "triton_verify_expected_outputs": ADD_SUB_OUTPUTS,
+    }
+    inventory = base / "inventory.json"
+    inventory.write_text(json.dumps({"all": {"hosts": {"localhost": host_vars}}}))
+    known = base / "known-plan.yml"
+    known.write_text(KNOWN_PLAN_PLAYBOOK.format(verify=REPO_ROOT / "playbooks" / "verify.yml"))
+    return {"base": base, "inventory": inventory, "known": known}
+
+
+def run_playbook(deployed: dict, play: Path, *extra: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """Run ``play`` against the deployed host; return the process and what each task ran."""
+    counts = deployed["base"] / "counts.jsonl"
+    counts.unlink(missing_ok=True)
+    plugin_dirs = [str(deployed["base"] / "cb"), os.environ.get("ANSIBLE_CALLBACK_PLUGINS", "")]
+    enabled = ["tf_count", os.environ.get("ANSIBLE_CALLBACKS_ENABLED", "")]
+    start = time.monotonic()
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(deployed["inventory"]), str(play), *extra],
+        cwd=REPO_ROOT,
+        env={
+            **os.environ,
+            "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+            "ANSIBLE_CALLBACK_PLUGINS": ":".join(filter(None, plugin_dirs)),
+            "ANSIBLE_CALLBACKS_ENABLED": ",".join(filter(None, enabled)),
+            "TF_COUNT_FILE": str(counts),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    print(f"{play.name} {' '.join(extra)}: {time.monotonic() - start:.2f} s\n{proc.stdout}")
+    tasks = [json.loads(line) for line in counts.read_text().splitlines()] if counts.exists() else []
+    return proc, tasks
+
+
+def module_runs(tasks: list[dict], play: str = "Verify") -> list[str]:
+    return [
+        t["task"]
+        for t in tasks
+        if t["play"] == play and t["status"] != "skipped" and t["action"].rsplit(".", 1)[-1] not in CONTROLLER_ONLY
+    ]
+
+
+def stable(report: dict) -> dict:
+    """The report without what differs between two runs against the same host (time, latency)."""
+    text = json.dumps(report)
+    for key in ("generated_at", "duration_ms", "latency_ms", "median_ms", "max_ms"):
+        text = re.sub(rf'"{key}": [^,}}]+', f'"{key}": null', text)
+    return json.loads(text)
+
+
+@pytest.fixture(scope="module")
+def verified_alone(deployed) -> tuple[subprocess.CompletedProcess, list[dict], dict]:
+    """playbooks/verify.yml on its own: the process, what each task ran, and the report."""
+    proc, tasks = run_playbook(deployed, REPO_ROOT / "playbooks" / "verify.yml")
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    return proc, tasks, json.loads((deployed["base"] / "reports" / "verify.json").read_text())
+
+
+def test_verify_alone_plans_checks_and_reports(verified_alone):
+    proc, tasks, report = verified_alone
+    assert KEY not in proc.stdout + proc.stderr
+    assert report["verdict"] == "passed", report["findings"]
+    assert report["plan"]["instance_kind"] == "KIND_CPU"
+    assert report["versions"]["server_version"] == "2.51.0" and report["versions"]["models_release"] == "r1"
+    assert report["expected_instance_groups"]["add_sub"] == [
+        {"name": "add_sub_0", "kind": "KIND_CPU", "count": 1, "gpus": []}
+    ]
+    assert report["devices"]["cuda"]["cuda_visible_devices"] == ""
+    assert [m["name"] for m in report["models"]] == ["add_sub", "scale"]
+    assert all(m["outputs_ok"] is not False for m in report["models"])
+    # The standalone run plans the host itself: the platform role's modules run too.
+    assert any(t["action"] == "triton_host_facts" and t["status"] == "ok" for t in tasks)
+
+
+def test_verify_after_preflight_runs_four_modules_and_reports_the_same(deployed, verified_alone):
+    proc, tasks = run_playbook(deployed, deployed["known"])
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    runs = module_runs(tasks)
+    assert len(runs) <= 4, runs
+    report = json.loads((deployed["base"] / "reports" / "verify.json").read_text())
+    assert stable(report) == stable(verified_alone[2])
+
+
+def test_verify_in_check_mode_writes_the_report_and_fails_on_an_error_finding(deployed):
+    report_path = deployed["base"] / "reports" / "verify.json"
+    report_path.unlink(missing_ok=True)
+    wrong = json.dumps({"triton_verify_expected_outputs": {"add_sub": {"OUTPUT0": [0.0, 0.0, 0.0, 0.0]}}})
+    proc, tasks = run_playbook(deployed, REPO_ROOT / "playbooks" / "verify.yml", "--check", "-e", wrong)
+    assert proc.returncode != 0, proc.stdout[-6000:]
+    assert "changed=0" in proc.stdout
+    report = json.loads(report_path.read_text())
+    assert report["verdict"] == "failed"
+    assert [(f["check"], f["code"], f["model"]) for f in report["findings"]] == [
+        ("server_check", "output_mismatch", "add_sub")
+    ]
+    assert tasks[-1]["task"].endswith("Ensure the host has no error finding") and tasks[-1]["status"] == "failed"
+
+
+def test_verify_of_a_host_with_nothing_deployed_reports_every_gap(deployed, tmp_path):
+    empty = {
+        "triton_install_prefix": str(tmp_path / "opt"),
+        "triton_models_root": str(tmp_path / "models"),
+        "triton_service_http_port": 38098,
+        "triton_service_api_key_file": str(tmp_path / "api-key"),
+        "triton_verify_report_dir": str(tmp_path / "reports"),
+    }
+    proc, _ = run_playbook(deployed, REPO_ROOT / "playbooks" / "verify.yml", "-e", json.dumps(empty))
+    assert proc.returncode != 0, proc.stdout[-6000:]
+    report = json.loads((tmp_path / "reports" / "verify.json").read_text())
+    codes = [(f["check"], f["code"]) for f in report["findings"]]
+    assert codes == [
+        ("verify", "server_not_installed"),
+        ("verify", "models_not_deployed"),
+        ("server_check", "server_unreachable"),
+    ]
+    # No server runs: the device check used the plan's service environment.
+    assert report["devices"]["cuda"]["cuda_visible_devices"] == ""
+    assert report["gpu_memory"]["pids"] == []
+
+
+def test_verify_records_a_refused_plan_in_the_report(deployed, tmp_path):
+    refused = {"triton_enable_gpu": True, "triton_verify_report_dir": str(tmp_path / "reports")}
+    proc, _ = run_playbook(deployed, REPO_ROOT / "playbooks" / "verify.yml", "-e", json.dumps(refused))
+    assert proc.returncode != 0, proc.stdout[-6000:]
+    report = json.loads((tmp_path / "reports" / "verify.json").read_text())
+    assert report["compatibility"]["verdict"] == "incompatible"
+    codes = [(f["check"], f["code"]) for f in report["findings"]]
+    assert codes[:2] == [("compat", "plan_incompatible"), ("verify", "device_check_not_run")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import subprocess
 import sys
 from pathlib import Path
@@ -60,3 +61,25 @@ def test_gpu_plan_without_devices_fails_before_deployment(tmp_path):
     rc, result, out = run_module(tmp_path, {**args, "fail_on_error": False}, {"CUDA_VISIBLE_DEVICES": ""})
     assert rc == 0, out
     assert len(result["findings"]) == 4
+
+
+def test_absent_service_user_is_judged_as_the_running_user(tmp_path):
+    """Before the first install the account does not exist: the check still runs, and says for whom."""
+    dev = tmp_path / "root" / "dev"
+    dev.mkdir(parents=True)
+    (dev / "nvidiactl").write_bytes(b"")
+    (dev / "nvidiactl").chmod(0o600)
+    args = {"plan": CPU_PLAN, "root": str(tmp_path / "root"), "user": "tf-no-such-user"}
+    rc, result, out = run_module(tmp_path, args, {"CUDA_VISIBLE_DEVICES": ""})
+    assert rc == 0, out
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    assert result["access_user"] == {"requested": "tf-no-such-user", "exists": False, "judged": me}
+    # The running user owns the node, so os.access grants it.
+    assert [(n["path"], n["accessible"]) for n in result["devices"]["nodes"]] == [("/dev/nvidiactl", True)]
+
+    # An existing account that is neither owner nor in the group is judged from the mode bits.
+    nobody = pwd.getpwnam("nobody")
+    rc, result, out = run_module(tmp_path, {**args, "user": nobody.pw_name}, {"CUDA_VISIBLE_DEVICES": ""})
+    assert rc == 0, out
+    assert result["access_user"] == {"requested": "nobody", "exists": True, "judged": "nobody"}
+    assert [(n["path"], n["accessible"]) for n in result["devices"]["nodes"]] == [("/dev/nvidiactl", False)]

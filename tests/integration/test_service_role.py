@@ -1,11 +1,14 @@
 """The triton_service role on this machine, for real: supervisord, a real tritonserver 2.51.0.
 
 One deployment is shared by the tests of this file, which run in order: converge, inspect
-the running server, rerun (changed=0), --check (changed=0), kill the server (supervisord
-restarts it), break the backend directory (the play fails with the server's own log),
-remove.yml (nothing left). Paths live in a private 0755 directory under /tmp (the service
-user must traverse them, which pytest's 0700 tmp_path forbids); ports are 28020-28022;
-the service user is a throwaway account, never the lead's ``tritonserver``.
+the running server, rerun (changed=0), --check (changed=0), --check --diff and a run with a
+changed launcher (restart), a changed supervisord.conf (reload), a stopped program and a
+stopped supervisord (a rerun starts them), kill the server (supervisord restarts it), break
+the backend directory and a model stuck loading (the play fails with the server's own log),
+remove.yml (nothing left).
+Paths live in a private 0755 directory under /tmp (the service user must traverse them,
+which pytest's 0700 tmp_path forbids); ports are 28020-28022; the service user is a
+throwaway account, never the lead's ``tritonserver``.
 """
 
 from __future__ import annotations
@@ -273,6 +276,79 @@ def test_check_mode_changes_nothing(deployment: Deployment):
     assert recap(result) == (0, 0, 0), result.stdout[-4000:]
 
 
+def test_install_result_of_the_play_names_the_release(deployment: Deployment):
+    manifest = json.loads((deployment.prefix / "current" / "manifest.json").read_text())
+    published = {
+        "current": f"{deployment.prefix}/current",
+        "release_dir": f"{deployment.prefix}/releases/2.51.0",
+        "manifest": manifest,
+    }
+    same = deployment.converge(extra={"triton_install_result": published})
+    assert recap(same) == (0, 0, 0), same.stdout[-4000:]
+    # An upgrade in check mode: the release is not there yet, the launcher change is predicted.
+    upgrade = {**published, "release_dir": f"{deployment.prefix}/releases/2.52.0"}
+    upgrade["manifest"] = {**manifest, "server_version": "2.52.0"}
+    check = deployment.converge("--check", "--diff", extra={"triton_install_result": upgrade})
+    assert recap(check)[0] > 0 and recap(check)[2] == 0, check.stdout[-4000:]
+    assert "releases/2.52.0/bin/tritonserver" in check.stdout
+
+
+def supervisorctl(deployment: Deployment, *args: str) -> subprocess.CompletedProcess:
+    home, etc = deployment.path("triton_service_home"), deployment.path("triton_service_config_dir")
+    return subprocess.run(
+        [str(home / "supervisor" / "bin" / "supervisorctl"), "-c", str(etc / "supervisord.conf"), *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_check_diff_shows_a_launcher_change_and_the_run_restarts_the_server(deployment: Deployment):
+    launcher = deployment.path("triton_service_home") / "bin" / "tritonfleet-serve"
+    before = launcher.read_text()
+    (old,) = server_pids()
+    extra = {"triton_service_extra_args": ["--log-verbose=1"]}
+    check = deployment.converge("--check", "--diff", extra=extra)
+    assert recap(check)[0] > 0 and recap(check)[2] == 0, check.stdout[-4000:]
+    assert "+  --log-verbose=1 \\" in check.stdout
+    assert launcher.read_text() == before and server_pids() == [old]
+    result = deployment.converge(extra=extra)
+    assert recap(result)[0] > 0 and recap(result)[2] == 0, result.stdout[-4000:]
+    (new,) = server_pids()
+    assert new != old
+    assert "--log-verbose=1" in Path(f"/proc/{new}/cmdline").read_bytes().decode().split("\0")
+    assert http("/v2/health/ready")[0] == 200
+    back = deployment.converge()
+    assert recap(back)[0] > 0 and recap(back)[2] == 0
+    assert launcher.read_text() == before and server_pids() != [new]
+
+
+def test_changed_supervisord_configuration_is_reloaded(deployment: Deployment):
+    (old,) = server_pids()
+    result = deployment.converge(extra={"triton_service_log_backups": 4})
+    assert recap(result)[0] > 0 and recap(result)[2] == 0, result.stdout[-4000:]
+    conf = deployment.path("triton_service_config_dir") / "supervisord.conf"
+    assert "stdout_logfile_backups=4" in conf.read_text().splitlines()
+    assert server_pids() not in ([], [old])
+    assert http("/v2/health/ready")[0] == 200
+    assert recap(deployment.converge())[2] == 0
+
+
+def test_stopped_program_and_stopped_supervisord_are_started_again_by_a_rerun(deployment: Deployment):
+    assert supervisorctl(deployment, "stop", "tritonserver").returncode == 0
+    assert server_pids() == []
+    result = deployment.converge()
+    assert recap(result) == (1, 0, 0), result.stdout[-4000:]
+    assert http("/v2/health/ready")[0] == 200
+    supervisorctl(deployment, "shutdown")
+    deadline = time.monotonic() + 60
+    while deployment.supervisord_pid() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert deployment.supervisord_pid() is None and server_pids() == []
+    result = deployment.converge()
+    assert recap(result) == (1, 0, 0), result.stdout[-4000:]
+    assert http("/v2/health/ready")[0] == 200
+    assert recap(deployment.converge()) == (0, 0, 0)
+
+
 def test_killed_server_is_restarted_by_supervisord(deployment: Deployment):
     (old,) = server_pids()
     os.kill(old, signal.SIGKILL)
@@ -300,6 +376,43 @@ def test_bad_backend_directory_fails_the_play_with_the_server_log(deployment: De
     assert "unable to find backend library for backend 'python'" in result.stdout
     # Bounded: the ready timeout plus a restart and the rest of the play, not a hang.
     assert elapsed < timeout + 45, elapsed
+    recovered = deployment.converge()
+    assert recap(recovered)[2] == 0, recovered.stdout[-4000:]
+    assert http("/v2/health/ready")[0] == 200
+
+
+SLOW_MODEL = """
+import time
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        print("slow model: stuck in initialize", flush=True)
+        time.sleep(600)
+
+    def execute(self, requests):
+        return []
+"""
+
+
+def test_server_stuck_loading_fails_within_the_timeout_with_its_log(deployment: Deployment):
+    slow = deployment.models / "current" / "slow"
+    (slow / "1").mkdir(parents=True)
+    (slow / "1" / "model.py").write_text(SLOW_MODEL)
+    config = (deployment.models / "current" / "add_sub" / "config.pbtxt").read_text()
+    (slow / "config.pbtxt").write_text(config.replace('name: "add_sub"', 'name: "slow"'))
+    timeout = 15
+    started = time.monotonic()
+    # A changed launcher restarts the server, which then lists the new model at start.
+    result = deployment.converge(
+        extra={"triton_service_extra_args": ["--log-verbose=0"], "triton_service_ready_timeout": timeout}
+    )
+    elapsed = time.monotonic() - started
+    assert recap(result)[2] == 1, result.stdout[-4000:]
+    assert f"did not become live within triton_service_ready_timeout={timeout}s" in result.stdout
+    assert "slow model: stuck in initialize" in result.stdout
+    assert elapsed < timeout + 45, elapsed
+    shutil.rmtree(slow)
     recovered = deployment.converge()
     assert recap(recovered)[2] == 0, recovered.stdout[-4000:]
     assert http("/v2/health/ready")[0] == 200

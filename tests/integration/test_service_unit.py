@@ -1,14 +1,19 @@
 """The role's systemd unit and supervisord config, rendered by Ansible from the role's own
-templates and variables, checked by systemd-analyze (this machine has no systemd to run it)."""
+templates and variables, checked by systemd-analyze (this machine has no systemd to run it),
+also through the verifier the config module runs before it installs a unit."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from ansible.module_utils.triton_service import ServiceConfigError
+from ansible.module_utils.triton_service_config import systemd_verifier
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +101,17 @@ def test_rendered_files_reference_the_key_file_not_the_key(rendered: Path):
     conf = (rendered / "supervisord.conf").read_text()
     assert f"command={rendered}/opt/bin/tritonfleet-serve" in conf.splitlines()
     assert "autorestart=true" in conf.splitlines()
+
+
+def run(argv: Sequence[str]) -> tuple[int, str, str]:
+    done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_the_modules_verifier_accepts_the_unit_and_rejects_a_broken_one(rendered: Path):
+    """The check triton_service_config runs before it installs a new unit, with the real tool."""
+    verify = systemd_verifier(run, shutil.which("systemd-analyze"), "tritonserver.service")
+    verify((rendered / "tritonserver.service").read_bytes())
+    broken = (rendered / "tritonserver.service").read_text().replace("ExecStart=/", "ExecStart=")
+    with pytest.raises(ServiceConfigError, match="Neither a valid executable name nor an absolute path"):
+        verify(broken.encode())

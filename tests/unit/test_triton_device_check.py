@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import grp
 import os
+import pwd
+import types
 from pathlib import Path
 
 import pytest
 from ansible.module_utils.triton_cuda import CudaError, CudaUnavailable
-from ansible.module_utils.triton_device_check import access_for_user, check_devices, device_nodes
+from ansible.module_utils.triton_device_check import access_for, access_for_user, check_devices, device_nodes
 from fakes.fake_nvml import FakeNvml
 
 GPU_PLAN = {
@@ -291,9 +293,6 @@ def test_jetpack7_jetson_uses_dgpu_style_nodes(tmp_path):
     ids=["world-rw", "other-denied", "group-rw", "owner-rw", "group-read-only", "nothing"],
 )
 def test_access_for_user_reads_mode_bits(tmp_path, monkeypatch, mode, owner_is_user, group_is_users, expected):
-    import pwd as pwd_mod
-    import types
-
     node = tmp_path / "nvidiactl"
     node.write_bytes(b"")
     node.chmod(mode)
@@ -302,7 +301,7 @@ def test_access_for_user_reads_mode_bits(tmp_path, monkeypatch, mode, owner_is_u
         pw_uid=st.st_uid if owner_is_user else st.st_uid + 4242,
         pw_gid=st.st_gid if group_is_users else st.st_gid + 4242,
     )
-    monkeypatch.setattr(pwd_mod, "getpwnam", lambda name: user)
+    monkeypatch.setattr(pwd, "getpwnam", lambda name: user)
     access, gids = access_for_user("svc")
     assert (st.st_gid in gids) is group_is_users
     assert access(str(node), os.R_OK | os.W_OK) is expected
@@ -311,3 +310,30 @@ def test_access_for_user_reads_mode_bits(tmp_path, monkeypatch, mode, owner_is_u
 def test_access_for_user_unknown_user_raises():
     with pytest.raises(KeyError):
         access_for_user("no-such-user-tritonfleet")
+
+
+def _me() -> str:
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def test_access_for_an_absent_account_judges_the_running_user_and_says_so():
+    access, gids, user = access_for("no-such-user-tritonfleet")
+    assert access is os.access and gids is None
+    assert user == {"requested": "no-such-user-tritonfleet", "exists": False, "judged": _me()}
+    access, gids, user = access_for(None)
+    assert access is os.access and gids is None
+    assert user == {"requested": None, "exists": None, "judged": _me()}
+
+
+def test_access_for_an_existing_account_judges_it_from_mode_bits(tmp_path, monkeypatch):
+    node = tmp_path / "nvidia0"
+    node.write_text("")
+    node.chmod(0o660)
+    st = node.stat()
+    svc = types.SimpleNamespace(pw_uid=st.st_uid + 4242, pw_gid=st.st_gid + 4242, pw_name="svc")
+    monkeypatch.setattr(pwd, "getpwnam", lambda name: svc)
+    access, gids, user = access_for("svc")
+    assert user == {"requested": "svc", "exists": True, "judged": "svc"}
+    assert st.st_gid not in gids
+    # Neither owner nor in the group: mode 0660 grants nothing, though the test runs as the owner.
+    assert access(str(node), os.R_OK | os.W_OK) is False

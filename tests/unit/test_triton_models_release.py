@@ -14,11 +14,9 @@ from ansible.module_utils.triton_models_release import (
     build_release,
     check_overrides,
     host_renderer,
-    is_ignored,
     model_names,
-    tree_digest,
-    tree_files,
 )
+from ansible.module_utils.triton_release_tree import is_ignored, tree_digest, tree_files
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "model_repository"
 GPU_MODEL = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "repos" / "gpu_model" / "add_gpu"

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import triton_models_switch
 from ansible.module_utils.testing import patch_module_args
-from ansible.module_utils.triton_models_release import tree_digest
 from ansible.module_utils.triton_models_switch import (
     SwitchError,
     TritonHttp,
@@ -31,6 +30,7 @@ from ansible.module_utils.triton_models_switch import (
     releases_to_prune,
     stale_staging,
 )
+from ansible.module_utils.triton_release_tree import tree_digest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "model_repository"
 # Nothing listens here (the test port range's last port, never bound by these tests).

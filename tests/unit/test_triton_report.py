@@ -10,6 +10,9 @@ import pytest
 from ansible.module_utils.triton_report import (
     build_report,
     find_server_process,
+    read_deployed,
+    read_manifest,
+    read_models_release,
     render_json,
     render_markdown,
     write_report,
@@ -167,3 +170,70 @@ def test_find_server_process_returns_only_the_cuda_environment(tmp_path):
     missing = find_server_process(tmp_path, 9000)
     assert (missing["found"], missing["pid"]) == (False, None)
     assert "--http-port=9000" in missing["reason"]
+
+
+def _models_release(root: Path, release_id: str, groups: dict | str) -> Path:
+    release = root / "releases" / release_id
+    release.mkdir(parents=True)
+    (release / "instance_groups.json").write_text(groups if isinstance(groups, str) else json.dumps(groups))
+    return release
+
+
+def test_read_manifest_is_none_until_a_release_is_installed(tmp_path):
+    assert read_manifest(tmp_path / "opt") is None
+    (tmp_path / "opt" / "releases" / "2.51.0").mkdir(parents=True)
+    (tmp_path / "opt" / "current").symlink_to("releases/2.51.0")
+    assert read_manifest(tmp_path / "opt") is None
+    (tmp_path / "opt" / "releases" / "2.51.0" / "manifest.json").write_text('{"server_version": "2.51.0"}')
+    assert read_manifest(tmp_path / "opt") == {"server_version": "2.51.0"}
+
+
+def test_read_manifest_names_a_file_that_is_not_json(tmp_path):
+    (tmp_path / "current").mkdir()
+    (tmp_path / "current" / "manifest.json").write_text("{half")
+    with pytest.raises(ValueError, match=r"current/manifest\.json is not valid JSON"):
+        read_manifest(tmp_path)
+
+
+def test_read_models_release_follows_only_the_current_link(tmp_path):
+    groups = {"add_sub": [{"name": "add_sub_0", "kind": "KIND_CPU", "count": 1, "gpus": []}]}
+    _models_release(tmp_path, "20260101T000000Z-1a2b", groups)
+    assert read_models_release(tmp_path) is None
+    # A directory named current is not an active release: the models role only ever links it.
+    (tmp_path / "current").mkdir()
+    assert read_models_release(tmp_path) is None
+    (tmp_path / "current").rmdir()
+    (tmp_path / "current").symlink_to("releases/20260101T000000Z-1a2b")
+    assert read_models_release(tmp_path) == {
+        "id": "20260101T000000Z-1a2b",
+        "root": str(tmp_path),
+        "instance_groups": groups,
+    }
+
+
+def test_read_models_release_without_instance_groups_raises(tmp_path):
+    (tmp_path / "releases" / "r1").mkdir(parents=True)
+    (tmp_path / "current").symlink_to("releases/r1")
+    with pytest.raises(FileNotFoundError):
+        read_models_release(tmp_path)
+    (tmp_path / "current").unlink()
+    _models_release(tmp_path, "r2", "not json")
+    (tmp_path / "current").symlink_to(tmp_path / "releases" / "r2")
+    with pytest.raises(ValueError, match=r"instance_groups\.json is not valid JSON"):
+        read_models_release(tmp_path)
+
+
+def test_read_deployed_reads_all_three(tmp_path):
+    (tmp_path / "opt" / "current").mkdir(parents=True)
+    (tmp_path / "opt" / "current" / "manifest.json").write_text('{"release": "24.10"}')
+    _models_release(tmp_path / "models", "r7", {"scale": []})
+    (tmp_path / "models" / "current").symlink_to("releases/r7")
+    _proc(
+        tmp_path / "proc", 42, "tritonserver", ["tritonserver", "--http-port=8000"], 998, {"CUDA_VISIBLE_DEVICES": ""}
+    )
+    state = read_deployed(tmp_path / "opt", tmp_path / "models", tmp_path / "proc", 8000)
+    assert state["manifest"] == {"release": "24.10"}
+    assert (state["release"]["id"], state["release"]["instance_groups"]) == ("r7", {"scale": []})
+    assert (state["process"]["pid"], state["process"]["environment"]) == (42, {"CUDA_VISIBLE_DEVICES": ""})
+    empty = read_deployed(tmp_path / "none", tmp_path / "none", tmp_path / "proc", 9000)
+    assert (empty["manifest"], empty["release"], empty["process"]["found"]) == (None, None, False)

@@ -11,6 +11,7 @@ from ansible.module_utils.triton_server_check import (
     generate_inputs,
     gpu_memory_findings,
     measure_gpu_memory,
+    read_api_key,
     read_pids,
 )
 from fakes.fake_nvml import FakeNvml, nvml_error
@@ -241,3 +242,12 @@ def test_cpu_plan_with_zero_gpu_presence_passes():
 
 def test_nvml_error_class_is_the_real_one():
     assert isinstance(nvml_error("NotSupported"), ProcessNvml.NVMLError)
+
+
+def test_read_api_key_trims_the_file_and_treats_a_missing_one_as_no_key(tmp_path):
+    key = tmp_path / "api-key"
+    assert read_api_key(str(key)) is None
+    key.write_text("  s3cret\n")
+    assert read_api_key(str(key)) == "s3cret"
+    with pytest.raises(IsADirectoryError):
+        read_api_key(str(tmp_path))

@@ -1,4 +1,4 @@
-"""Server argv/env construction per plan kind (module_utils/triton_service.py) and its module."""
+"""Server argv/env construction per plan kind (module_utils/triton_service.py) and the release it runs."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import triton_service_args
-from ansible.module_utils.testing import patch_module_args
 from ansible.module_utils.triton_install import container_run_argv, container_run_spec
 from ansible.module_utils.triton_service import (
     SYSTEM_PATH,
@@ -20,6 +18,7 @@ from ansible.module_utils.triton_service import (
     server_argv,
     server_env,
 )
+from ansible.module_utils.triton_service_config import compute_launch
 
 MIB64 = 64 * 1024 * 1024
 RELEASE = "/opt/tritonserver/releases/2.51.0"
@@ -263,10 +262,10 @@ def test_read_manifest_errors_say_to_rerun_the_install(tmp_path: Path, content: 
     assert "triton_install" in str(err.value)
 
 
-# --- the thin module ---------------------------------------------------------------------------
+# --- the release the launcher runs ------------------------------------------------------------
 
 
-def module_params(prefix: Path, **extra: Any) -> dict:
+def launch_params(prefix: Path, **extra: Any) -> dict:
     return {
         "plan": plan("dgpu", False),
         "host_gpu_ids": [0, 1],
@@ -279,14 +278,12 @@ def module_params(prefix: Path, **extra: Any) -> dict:
         "grpc_port": 8001,
         "metrics_address": "127.0.0.1",
         "metrics_port": 8002,
+        "auto_complete_config": False,
+        "jetson_pinned_memory_pool_bytes": MIB64,
+        "jetson_cuda_memory_pool_bytes": MIB64,
+        "extra_args": [],
         **extra,
     }
-
-
-def run_module(params: dict, capsys: pytest.CaptureFixture) -> dict:
-    with patch_module_args(params), pytest.raises(SystemExit):
-        triton_service_args.main()
-    return json.loads(capsys.readouterr().out)
 
 
 def installed_prefix(tmp_path: Path) -> Path:
@@ -297,29 +294,42 @@ def installed_prefix(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_module_resolves_current_and_returns_argv_and_env(tmp_path: Path, capsys: pytest.CaptureFixture):
-    result = run_module(module_params(installed_prefix(tmp_path)), capsys)
+def test_launch_resolves_current_and_returns_argv_and_env(tmp_path: Path):
+    launch = compute_launch(launch_params(installed_prefix(tmp_path)), check_mode=False)
     release = str((tmp_path / "releases" / "2.51.0").resolve())
-    assert result["changed"] is False
-    assert result["installed"] is True
-    assert result["release_dir"] == release
-    assert result["argv"][0] == f"{release}/bin/tritonserver"
-    assert "--cuda-memory-pool-byte-size=1:0" in result["argv"]
-    assert result["env"]["CUDA_VISIBLE_DEVICES"] == ""
-    assert result["http_probe_host"] == "127.0.0.1"
+    assert launch["release_dir"] == release
+    assert launch["server_version"] == "2.51.0"
+    assert launch["container"] is False
+    assert launch["argv"][0] == f"{release}/bin/tritonserver"
+    assert "--cuda-memory-pool-byte-size=1:0" in launch["argv"]
+    assert launch["env"]["CUDA_VISIBLE_DEVICES"] == ""
 
 
-def test_module_fails_without_a_release(tmp_path: Path, capsys: pytest.CaptureFixture):
-    result = run_module(module_params(tmp_path), capsys)
-    assert result["failed"] is True
-    assert "No installed Triton release" in result["msg"]
+def test_launch_uses_the_release_triton_install_published_in_the_play(tmp_path: Path):
+    installed_prefix(tmp_path)
+    published = {**MANIFEST, "server_version": "2.52.0", "python_bin_dir": None}
+    params = launch_params(tmp_path, release_dir=str(tmp_path / "releases" / "2.52.0"), manifest=published)
+    launch = compute_launch(params, check_mode=True)
+    assert launch["server_version"] == "2.52.0"
+    assert launch["argv"][0] == f"{tmp_path.resolve()}/releases/2.52.0/bin/tritonserver"
+    assert launch["env"]["PATH"] == SYSTEM_PATH
 
 
-def test_module_in_check_mode_tolerates_a_release_still_to_come(tmp_path: Path, capsys: pytest.CaptureFixture):
-    result = run_module({**module_params(tmp_path), "_ansible_check_mode": True}, capsys)
-    assert result.get("failed") is not True
-    assert result["installed"] is False
-    assert "argv" not in result
+def test_launch_rejects_a_published_manifest_without_the_needed_keys(tmp_path: Path):
+    params = launch_params(tmp_path, release_dir=str(tmp_path), manifest={"server_version": "2.51.0"})
+    with pytest.raises(ServiceConfigError, match="gpu_build"):
+        compute_launch(params, check_mode=False)
+
+
+def test_launch_fails_without_a_release(tmp_path: Path):
+    with pytest.raises(ServiceConfigError, match="No installed Triton release"):
+        compute_launch(launch_params(tmp_path), check_mode=False)
+
+
+def test_launch_in_check_mode_tolerates_a_release_still_to_come(tmp_path: Path):
+    assert compute_launch(launch_params(tmp_path), check_mode=True) is None
+    published_but_not_installed = launch_params(tmp_path, release_dir=str(tmp_path / "releases" / "2.51.0"))
+    assert compute_launch(published_but_not_installed, check_mode=True) is None
 
 
 # --- leftover processes ------------------------------------------------------------------------

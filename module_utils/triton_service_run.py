@@ -1,0 +1,283 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Keep tritonserver running under supervisord or systemd and wait until it is live and ready.
+
+:func:`supervisor_actions` and :func:`systemd_actions` decide from what the service manager
+reports (pure); :func:`ensure_running` reads the manager, applies the actions (none in check
+mode) and :func:`wait_ready` then polls ``/v2/health/live`` and ``/v2/health/ready`` under one
+deadline. supervisord is asked over its unix socket (XML-RPC, as supervisorctl does) without
+starting a client process; systemd through one ``systemctl show``. Errors are
+``ServiceConfigError`` with a four-part message.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import xmlrpc.client
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ansible.module_utils.triton_service import ServiceConfigError, probe_host
+
+Runner = Callable[[Sequence[str]], "tuple[int, str, str]"]
+PROGRAM = "tritonserver"
+# States in which supervisord is running the program or retrying it by itself.
+SUPERVISOR_UP = ("RUNNING", "STARTING", "BACKOFF")
+SYSTEMD_UP = ("active", "activating", "reloading")
+SHOW_PROPERTIES = "LoadState,ActiveState,UnitFileState,NeedDaemonReload"
+# supervisord's XML-RPC fault codes (supervisor.xmlrpc.Faults).
+FAULT_BAD_NAME, FAULT_SPAWN_ERROR, FAULT_ALREADY_STARTED, FAULT_NOT_RUNNING = 10, 50, 60, 70
+# stopProcess waits for the server to drain (stopwaitsecs=40 in supervisord.conf).
+RPC_TIMEOUT = 60
+POLL_SECONDS = 0.5
+PROBE_TIMEOUT = 2
+
+
+# --- decisions -----------------------------------------------------------------------------
+
+
+def supervisor_actions(status: str, state: str, reload_config: bool) -> list[str]:
+    """Return what brings the program to ``state`` (``started``/``restarted``), in order.
+
+    ``status`` is ``down`` (supervisord not running), ``missing`` (it runs a configuration
+    without the program) or the program's state name. A stopped, exited or FATAL program is
+    started again: a rerun is the recovery path. Actions: ``start_supervisord`` (starts the
+    program too), ``reload`` (new supervisord.conf; restarts the program), ``restart``, ``start``.
+    """
+    if status == "down":
+        return ["start_supervisord"]
+    if reload_config or status == "missing":
+        return ["reload"]
+    if state == "restarted":
+        return ["restart"]
+    return [] if status in SUPERVISOR_UP else ["start"]
+
+
+def systemd_actions(props: Mapping[str, str], state: str, unit: str) -> list[list[str]]:
+    """Return the systemctl commands that make ``unit`` enabled and ``state``, from ``systemctl show`` properties.
+
+    systemd reloads its units first when it has not loaded this one yet or its file changed on
+    disk (``NeedDaemonReload``), and always before a restart (the handler's unit may be new).
+    """
+    commands: list[list[str]] = []
+    if state == "restarted" or props.get("LoadState") == "not-found" or props.get("NeedDaemonReload") == "yes":
+        commands.append(["systemctl", "daemon-reload"])
+    if props.get("UnitFileState") != "enabled":
+        commands.append(["systemctl", "enable", unit])
+    if state == "restarted":
+        commands.append(["systemctl", "restart", unit])
+    elif props.get("ActiveState") not in SYSTEMD_UP:
+        commands.append(["systemctl", "start", unit])
+    return commands
+
+
+def parse_show(text: str) -> dict[str, str]:
+    """Return the ``Key=value`` lines of ``systemctl show`` as a dict."""
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+# --- supervisord ---------------------------------------------------------------------------
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over supervisord's unix socket."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+class _UnixTransport(xmlrpc.client.Transport):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__()
+        self._path = path
+        self._timeout = timeout
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        return _UnixConnection(self._path, self._timeout)
+
+
+def supervisor_proxy(socket_path: str) -> Any:
+    """Return an XML-RPC proxy to the supervisord listening on ``socket_path``."""
+    return xmlrpc.client.ServerProxy("http://localhost", transport=_UnixTransport(socket_path, RPC_TIMEOUT))
+
+
+def supervisor_status(proxy: Any) -> str:
+    """Return ``down``, ``missing`` or the program's state name (RUNNING, FATAL, ...)."""
+    try:
+        return str(proxy.supervisor.getProcessInfo(PROGRAM)["statename"])
+    except OSError:
+        return "down"
+    except xmlrpc.client.Fault as fault:
+        if fault.faultCode == FAULT_BAD_NAME:
+            return "missing"
+        raise ServiceConfigError(
+            f"supervisord answered fault {fault.faultCode} ({fault.faultString}) about {PROGRAM}. "
+            "A healthy supervisord reports the program's state. Check its log in triton_service_log_dir."
+        ) from fault
+
+
+def _call_ignoring(rpc: Any, method: str, *args: Any, codes: tuple[int, ...]) -> None:
+    """Call supervisord's ``method``; the fault codes in ``codes`` mean the wanted state already holds."""
+    try:
+        getattr(rpc, method)(*args)
+    except xmlrpc.client.Fault as fault:
+        if fault.faultCode not in codes:
+            raise ServiceConfigError(
+                f"supervisord refused {method}({PROGRAM}) with fault {fault.faultCode} ({fault.faultString}). "
+                "supervisord starts and stops the server on request. Check its log in triton_service_log_dir."
+            ) from fault
+
+
+def apply_supervisor(proxy: Any, action: str, supervisord: Sequence[str]) -> None:
+    """Carry out one action of :func:`supervisor_actions`; spawn errors are left to the readiness wait."""
+    rpc = proxy.supervisor
+    if action == "start_supervisord":
+        # supervisord daemonizes; no stdio of ours may stay open in the daemon.
+        try:
+            rc = subprocess.run(
+                list(supervisord),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=60,
+                check=False,
+            ).returncode
+        except OSError as err:
+            rc = err.strerror
+        if rc != 0:
+            raise ServiceConfigError(
+                f"supervisord did not start: {' '.join(supervisord)} answered {rc}. "
+                "It runs from the role's venv with the role's supervisord.conf. "
+                "Run that command by hand to see why (a port or socket in use, a bad path)."
+            )
+    elif action == "reload":
+        # Stop first, so that the old server no longer answers while the new one starts.
+        _call_ignoring(rpc, "stopProcess", PROGRAM, True, codes=(FAULT_NOT_RUNNING, FAULT_BAD_NAME))
+        rpc.restart()
+    elif action == "restart":
+        _call_ignoring(rpc, "stopProcess", PROGRAM, True, codes=(FAULT_NOT_RUNNING,))
+        _call_ignoring(rpc, "startProcess", PROGRAM, False, codes=(FAULT_ALREADY_STARTED, FAULT_SPAWN_ERROR))
+    else:
+        _call_ignoring(rpc, "startProcess", PROGRAM, False, codes=(FAULT_ALREADY_STARTED, FAULT_SPAWN_ERROR))
+
+
+# --- readiness -----------------------------------------------------------------------------
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_status(url: str) -> int | str:
+    """Return the HTTP status of GET ``url``, or why nothing answered."""
+    try:
+        with _OPENER.open(url, timeout=PROBE_TIMEOUT) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        return f"nothing ({reason})"
+
+
+def wait_ready(
+    base_url: str,
+    timeout: float,
+    probe: Callable[[str], int | str] = http_status,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[str, int | str] | None:
+    """Poll live, then ready, under one deadline; None when both answered 200, else (stage, last answer)."""
+    deadline = clock() + timeout
+    stage = "live"
+    while True:
+        answer = probe(f"{base_url}/v2/health/{stage}")
+        if answer == 200:
+            if stage == "ready":
+                return None
+            stage = "ready"
+            continue
+        if clock() >= deadline:
+            return stage, answer
+        sleep(POLL_SECONDS)
+
+
+def log_tail(path: Path, lines: int) -> str:
+    """Return the last ``lines`` lines of ``path``, or why it cannot be read."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - 256 * 1024))
+            data = handle.read()
+    except OSError as err:
+        return f"(cannot read {path}: {err.strerror})"
+    return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-lines:])
+
+
+def not_ready_message(stage: str, answer: int | str, base_url: str, params: Mapping[str, Any]) -> str:
+    """The four-part failure message, with the end of the server log."""
+    log = Path(params["log_file"])
+    return (
+        f"tritonserver did not become {stage} within triton_service_ready_timeout={params['ready_timeout']}s:\n"
+        f"{base_url}/v2/health/{stage} answered {answer}.\n"
+        f"Last {params['log_tail_lines']} lines of {log}:\n{log_tail(log, params['log_tail_lines'])}\n"
+        "A healthy server answers 200 on live and ready once every model it loads is READY.\n"
+        "Fix the error the log shows (model config, backend directory, python runtime),\n"
+        "or raise triton_service_ready_timeout if loading is only slow."
+    )
+
+
+# --- the whole step ------------------------------------------------------------------------
+
+
+def ensure_running(
+    params: Mapping[str, Any], manager: str, check_mode: bool, run: Runner, proxy: Any = None
+) -> dict[str, Any]:
+    """Bring the server to ``params['state']`` under ``manager``, then (not in check mode) wait until ready.
+
+    Returns {changed, service_manager, actions, base_url}; raises ServiceConfigError with the
+    log's last lines when the server is not live and ready within ``params['ready_timeout']``.
+    """
+    state = params["state"]
+    if manager == "supervisor":
+        proxy = proxy or supervisor_proxy(params["supervisor_socket"])
+        actions = supervisor_actions(supervisor_status(proxy), state, params["reload_config"])
+        supervisord = [f"{params['supervisor_venv']}/bin/supervisord", "-c", params["supervisor_conf"]]
+        for action in [] if check_mode else actions:
+            apply_supervisor(proxy, action, supervisord)
+    else:
+        unit = params["systemd_unit"]
+        rc, out, err = run(
+            ["systemctl", "show", "--property=LoadState,ActiveState,UnitFileState,NeedDaemonReload", unit]
+        )
+        if rc != 0:
+            raise ServiceConfigError(
+                f"systemctl show {unit} exited {rc} ({err.strip()}). The systemd path needs a running systemd. "
+                "Set triton_service_manager=supervisor on hosts whose PID 1 is not systemd."
+            )
+        commands = systemd_actions(parse_show(out), state, unit)
+        actions = [" ".join(command[1:]) for command in commands]
+        for command in [] if check_mode else commands:
+            rc, out, err = run(command)
+            if rc != 0:
+                raise ServiceConfigError(
+                    f"{' '.join(command)} exited {rc} ({err.strip()}). systemd runs the launcher as {unit}. "
+                    f"Read journalctl -u {unit} and the server log {params['log_file']}, fix the cause, rerun."
+                )
+    base_url = f"http://{probe_host(params['http_address'])}:{params['http_port']}"
+    if not check_mode:
+        failed = wait_ready(base_url, params["ready_timeout"])
+        if failed:
+            raise ServiceConfigError(not_ready_message(*failed, base_url, params))
+    return {"changed": bool(actions), "service_manager": manager, "actions": actions, "base_url": base_url}
