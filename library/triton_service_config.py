@@ -9,6 +9,7 @@ import shutil
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.triton_service import ServiceConfigError
 from ansible.module_utils.triton_service_config import configure
+from ansible.module_utils.triton_service_run import ensure_running, ready_params
 
 DOCUMENTATION = r"""
 ---
@@ -177,6 +178,35 @@ options:
     description: Content of the systemd unit.
     type: str
     required: true
+  ensure_ready:
+    description:
+      - When nothing the running server depends on changed (no restart, no supervisord reload), also
+        ensure the server runs and wait until it is live and ready, as C(triton_service_run state=started)
+        does; RV(ready) then says what that did. A converged host so costs one module run for the whole
+        service. When a restart is due, nothing is started here; the restart handler does it.
+      - Omit to only configure.
+    type: dict
+    suboptions:
+      supervisor_socket:
+        description: supervisord's unix socket.
+        type: path
+        required: true
+      systemd_unit_name:
+        description: Name of the systemd unit.
+        type: str
+        default: tritonserver.service
+      ready_timeout:
+        description: Seconds live and ready may take together.
+        type: int
+        required: true
+      log_file:
+        description: Server log quoted when the server is not ready.
+        type: path
+        required: true
+      log_tail_lines:
+        description: Lines of O(ensure_ready.log_file) in the failure message.
+        type: int
+        default: 40
 attributes:
   check_mode:
     support: full
@@ -221,6 +251,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+ready:
+  description:
+    - What O(ensure_ready) did ({changed, service_manager, actions, base_url}); null when it did not run
+      (not asked for, or a restart is due).
+  type: dict
+  returned: always
 service_manager:
   description: The service manager that runs the server on this host.
   type: str
@@ -291,6 +327,16 @@ ARGUMENT_SPEC = {
     "supervisor_config": {"type": "str", "required": True},
     "systemd_unit_file": {"type": "path", "required": True},
     "systemd_unit": {"type": "str", "required": True},
+    "ensure_ready": {
+        "type": "dict",
+        "options": {
+            "supervisor_socket": {"type": "path", "required": True},
+            "systemd_unit_name": {"type": "str", "default": "tritonserver.service"},
+            "ready_timeout": {"type": "int", "required": True},
+            "log_file": {"type": "path", "required": True},
+            "log_tail_lines": {"type": "int", "default": 40},
+        },
+    },
 }
 
 
@@ -305,6 +351,12 @@ def main() -> None:
         result = configure(
             module.params, module.check_mode, run, bool(shutil.which("systemctl")), shutil.which("systemd-analyze")
         )
+        result["ready"] = None
+        if module.params["ensure_ready"] and not result["restart_reasons"] and not result["reload"]:
+            result["ready"] = ensure_running(
+                ready_params(module.params), result["service_manager"], module.check_mode, module.run_command
+            )
+            result["changed"] = result["changed"] or result["ready"]["changed"]
     except (ServiceConfigError, OSError) as err:
         module.fail_json(msg=str(err))
     for warning in result.pop("warnings"):

@@ -241,6 +241,24 @@ def not_ready_message(stage: str, answer: int | str, base_url: str, params: Mapp
 # --- the whole step ------------------------------------------------------------------------
 
 
+def ready_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``ensure_running`` parameters for a ``triton_service_config`` run with ``ensure_ready``."""
+    ready = config["ensure_ready"]
+    return {
+        "state": "started",
+        "reload_config": False,
+        "supervisor_venv": config["supervisor_venv"],
+        "supervisor_conf": config["supervisor_conf"],
+        "supervisor_socket": ready["supervisor_socket"],
+        "systemd_unit": ready["systemd_unit_name"],
+        "http_address": config["http_address"],
+        "http_port": config["http_port"],
+        "ready_timeout": ready["ready_timeout"],
+        "log_file": ready["log_file"],
+        "log_tail_lines": ready["log_tail_lines"],
+    }
+
+
 def ensure_running(
     params: Mapping[str, Any], manager: str, check_mode: bool, run: Runner, proxy: Any = None
 ) -> dict[str, Any]:
