@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.triton_install import (
     ChecksumError,
@@ -153,10 +155,14 @@ actions:
   type: list
   elements: str
 container_argv:
-  description: The engine command line for the container method (the service runs it).
-  returned: when method is container
+  description: The engine command line for the container method (the service runs it); null for the other methods.
+  returned: always
   type: list
   elements: str
+current:
+  description: The C(current) link of the prefix, which points at RV(release_dir).
+  returned: always
+  type: str
 """
 
 ARGUMENT_SPEC = {
@@ -223,8 +229,10 @@ def main() -> None:
             "The previous release and the current link are unchanged. Fix the cause (space, permissions) and rerun.",
             path=getattr(exc, "filename", None),
         )
-    if module.params["method"] == "container":
-        result["container_argv"] = container_run_argv(request["container_spec"])
+    result["current"] = str(Path(module.params["prefix"]) / "current")
+    result["container_argv"] = (
+        container_run_argv(request["container_spec"]) if module.params["method"] == "container" else None
+    )
     if venv_commands:
         result["actions"] = [" ".join(argv) for argv in venv_commands] + result["actions"]
         result["changed"] = True

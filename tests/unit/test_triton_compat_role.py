@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jinja2
+import pytest
 import triton_compat as module
 import yaml
 
@@ -53,4 +55,28 @@ def test_device_check_spot_calls_the_module_with_the_plan():
     assert "hide_gpus" in check["environment"]
     include = next(t for t in load("tasks/main.yml") if "ansible.builtin.include_tasks" in t)
     assert include["ansible.builtin.include_tasks"] == "device_check.yml"
-    assert include["when"] == "triton_platform_device_check | bool"
+    assert include["when"] == ["triton_platform_device_check | bool", "__triton_platform_needs_device_check"]
+
+
+NO_GPU_HOST = {"gpu_device_nodes_present": False, "driver_version": None, "gpus": [], "igpu": None,
+               "nvml": {"usable": False}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("plan_gpu", "host_changes", "expected"),
+    [
+        (False, {}, False),
+        (True, {}, True),
+        (False, {"driver_version": "550.54.15"}, True),
+        (False, {"gpu_device_nodes_present": True}, True),
+        (False, {"gpus": [{"index": 0}]}, True),
+        (False, {"igpu": {"name": "Orin"}}, True),
+        (False, {"nvml": {"usable": True}}, True),
+    ],
+    ids=["cpu-host-cpu-plan", "gpu-plan", "driver", "device-nodes", "gpus", "jetson-igpu", "nvml"],
+)
+def test_device_check_runs_wherever_there_is_something_to_see(plan_gpu, host_changes, expected):
+    expression = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["__triton_platform_needs_device_check"]
+    facts = {"triton_plan": {"enable_gpu": plan_gpu}, "triton_host": {**NO_GPU_HOST, **host_changes}}
+    rendered = jinja2.Environment().from_string(expression).render(ansible_facts=facts)
+    assert rendered.strip() == str(expected)

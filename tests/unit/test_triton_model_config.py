@@ -442,3 +442,13 @@ def test_render_repository_reports_all_broken_models_at_once(tmp_path):
 def test_render_repository_needs_a_directory(tmp_path):
     with pytest.raises(ModelConfigError, match="is not a directory"):
         render_repository(str(tmp_path / "missing"), str(tmp_path / "dest"), CPU_PLAN, CPU_HOST)
+
+
+def test_the_schema_loads_without_grpc_and_is_shared_with_tritonclient():
+    from ansible.module_utils import triton_model_config
+
+    assert triton_model_config.IMPORT_ERROR is None
+    import tritonclient.grpc
+
+    assert tritonclient.grpc.model_config_pb2 is triton_model_config.model_config_pb2
+    assert triton_model_config.model_config_pb2.ModelConfig.DESCRIPTOR.full_name == "inference.ModelConfig"
