@@ -103,6 +103,12 @@ path:
   description: Controller directory of the release (absent in check mode when it was not built before).
   returned: success
   type: str
+archive:
+  description:
+    - Controller path of the release packed as one uncompressed tar (C(<build_dir>/<release id>.tar)), which
+      the deploy phase uploads in one transfer (absent in check mode when it was not built before).
+  returned: success
+  type: str
 models:
   description: Model names in the release.
   returned: success
@@ -164,6 +170,7 @@ def run(params: dict, check_mode: bool) -> dict:
         "changed": build.created,
         "release_id": build.release_id,
         "path": str(build.path),
+        "archive": str(build.archive),
         "models": build.models,
         "configs": build.configs,
         "instance_groups": build.instance_groups,

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import grp
+import pwd
 import shutil
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from ansible.module_utils.triton_models_switch import (
     release_dir,
     releases_to_prune,
     stale_staging,
+    unpack_upload,
 )
 
 DOCUMENTATION = r"""
@@ -56,6 +59,20 @@ options:
   staging:
     description: Staged copy to promote to the release first; omitted when the release is already there.
     type: path
+  archive:
+    description:
+      - The release uploaded as one tar (from C(triton_models_release)'s RV(archive)); when the release is not
+        on the host yet it is unpacked into O(staging) (only plain files inside the release are accepted), then
+        promoted like a copied staging directory, and removed.
+    type: path
+  owner:
+    description: Owner of the files unpacked from O(archive).
+    type: str
+    default: root
+  group:
+    description: Group of the files unpacked from O(archive).
+    type: str
+    default: root
   when_missing:
     description:
       - What to do when C(releases/<release>) is not on the host yet. C(fail) (a staged copy is still
@@ -175,6 +192,9 @@ ARGUMENT_SPEC = {
     "release": {"type": "str", "required": True},
     "phase": {"type": "str", "choices": list(PHASES), "default": "switch"},
     "staging": {"type": "path"},
+    "archive": {"type": "path"},
+    "owner": {"type": "str", "default": "root"},
+    "group": {"type": "str", "default": "root"},
     "when_missing": {"type": "str", "choices": ["fail", "report"], "default": "fail"},
     "configs": {"type": "dict", "default": {}},
     "url": {"type": "str", "default": "http://127.0.0.1:8000"},
@@ -194,6 +214,9 @@ def main() -> None:
         module.exit_json(changed=False, release_missing=True, release=p["release"], previous=linked_release(root))
     try:
         staging = Path(p["staging"]) if p["staging"] else None
+        if staging and p["archive"]:
+            owner = (pwd.getpwnam(p["owner"]).pw_uid, grp.getgrnam(p["group"]).gr_gid)
+            unpack_upload(root, p["release"], Path(p["archive"]), staging, owner, check)
         promoted = promote_staging(root, p["release"], staging, check) if staging else False
         diff = config_diffs(root, p["configs"]) if module._diff and linked_release(root) != p["release"] else []
         client = TritonHttp(p["url"], read_api_key_headers(p["api_key_file"], p["api_key_header"]), p["timeout"])
@@ -202,7 +225,15 @@ def main() -> None:
         pruned = releases_to_prune(root, p["keep_releases"], protected)
         if not check:
             for path in [release_dir(root, r) for r in pruned] + stale_staging(root, staging):
-                shutil.rmtree(path)
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+    except KeyError as err:
+        module.fail_json(
+            msg=f"the owner {p['owner']!r} or group {p['group']!r} of the release files does not exist on the host "
+            f"({err}); set triton_models_owner and triton_models_group to an existing user and group",
+        )
     except SwitchError as err:
         module.fail_json(msg=str(err), **err.details)
     except OSError as err:

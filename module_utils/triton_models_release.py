@@ -33,9 +33,12 @@ from ansible.module_utils.triton_release_tree import (
     is_executable,
     tree_digest,
     tree_files,
+    write_archive,
 )
 
 INSTANCE_GROUPS_NAME = "instance_groups.json"
+# The release packed for the host, next to its directory: <build dir>/<release id>.tar
+ARCHIVE_SUFFIX = ".tar"
 
 # render(model, text, path) -> (rendered text, instance groups, warnings)
 Renderer = Callable[[str, str, str], tuple[str, list[dict], list[str]]]
@@ -52,6 +55,7 @@ class ReleaseBuild:
     instance_groups: dict[str, list[dict]]
     warnings: list[str] = field(default_factory=list)
     created: bool = False
+    archive: Path | None = None
 
 
 def model_names(root: Path) -> list[str]:
@@ -142,9 +146,13 @@ def build_release(src: Path, build_root: Path, render: Renderer, write: bool = T
     entries.append((INSTANCE_GROUPS_NAME, False, _text_sha256(groups_text)))
     release_id = digest_entries(entries)
     final = build_root / release_id
-    build = ReleaseBuild(release_id, final, models, configs, groups, warnings, created=not final.is_dir())
+    archive = build_root / f"{release_id}{ARCHIVE_SUFFIX}"
+    created = not final.is_dir()
+    build = ReleaseBuild(release_id, final, models, configs, groups, warnings, created=created, archive=archive)
     if write and build.created:
         _write_release(src, sources, configs, groups_text, build_root, release_id)
+    if write and not archive.is_file():
+        write_archive(final, archive)
     return build
 
 

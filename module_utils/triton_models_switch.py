@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ansible.module_utils.triton_release_tree import CONFIG_NAME, IGNORED_DIR_NAMES, tree_digest
+from ansible.module_utils.triton_release_tree import (
+    CONFIG_NAME,
+    IGNORED_DIR_NAMES,
+    ReleaseError,
+    extract_archive,
+    tree_digest,
+)
 
 RELEASES_DIR = "releases"
 CURRENT_LINK = "current"
@@ -203,6 +209,37 @@ def model_digests(path: Path) -> dict[str, str]:
     return {model: tree_digest(path / model) for model in release_models(path)}
 
 
+def unpack_upload(
+    root: Path,
+    release_id: str,
+    archive: Path,
+    staging: Path,
+    owner: tuple[int, int] | None = None,
+    check_mode: bool = False,
+) -> bool:
+    """Unpack the uploaded release archive into a fresh ``staging`` directory; True when it did.
+
+    Nothing happens when the release is already on the host or no archive was uploaded; a
+    leftover staging copy (an interrupted run) is replaced. Every entry is given ``owner``
+    (uid, gid) when set. The archive is removed once unpacked; ``promote_staging`` then checks
+    that the files hash to the release id.
+    """
+    if check_mode or release_dir(root, release_id).is_dir() or not archive.is_file():
+        return False
+    if staging.exists():
+        shutil.rmtree(staging)
+    try:
+        extract_archive(archive, staging)
+    except ReleaseError as err:
+        raise SwitchError(str(err)) from err
+    if owner is not None:
+        for directory, dirs, files in os.walk(staging):
+            for name in [".", *dirs, *files]:
+                os.chown(os.path.join(directory, name), *owner)
+    archive.unlink()
+    return True
+
+
 def promote_staging(root: Path, release_id: str, staging: Path, check_mode: bool = False) -> bool:
     """Rename a fully copied staging directory to ``releases/<release_id>``.
 
@@ -236,7 +273,7 @@ def promote_staging(root: Path, release_id: str, staging: Path, check_mode: bool
 
 
 def stale_staging(root: Path, keep: Path | None = None) -> list[Path]:
-    """Return leftover ``releases/.staging-*`` directories (a copy interrupted earlier)."""
+    """Return leftover ``releases/.staging-*`` entries (a copy or an upload interrupted earlier)."""
     releases = root / RELEASES_DIR
     if not releases.is_dir():
         return []

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Content hashing of model-repository trees, shared by the controller's build and the host's switch.
+"""Content hashing and packing of model-repository trees, shared by the controller's build and the host's switch.
 
 Kept apart from the build (which needs protobuf and tritonclient for Triton's config schema)
 so that the host-side module imports only the standard library.
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
+import shutil
+import tarfile
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 CONFIG_NAME = "config.pbtxt"
@@ -99,3 +101,54 @@ def tree_digest(root: Path) -> str:
     return digest_entries(
         [(rel.as_posix(), is_executable(root / rel), file_sha256(root / rel)) for rel in tree_files(root)]
     )
+
+
+def write_archive(release_dir: Path, archive: Path) -> None:
+    """Pack a release into one uncompressed tar (regular files only, sorted, no owners), atomically.
+
+    One archive crosses to the host in one transfer, where a directory copy costs a module run
+    per file. Only the execute bit of each file is kept; the host's unpack sets every mode.
+    """
+    partial = archive.with_name(f".{archive.name}.{os.getpid()}.partial")
+    try:
+        with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
+            for relative in tree_files(release_dir):
+                info = tarfile.TarInfo(relative.as_posix())
+                info.size = (release_dir / relative).stat().st_size
+                info.mode = 0o755 if is_executable(release_dir / relative) else 0o644
+                with (release_dir / relative).open("rb") as handle:
+                    tar.addfile(info, handle)
+        os.replace(partial, archive)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def extract_archive(archive: Path, dest: Path) -> None:
+    """Unpack an archive from ``write_archive`` into the new directory ``dest``.
+
+    Accepts only regular files with relative paths that stay inside ``dest``; modes are 0755
+    for directories and executables, 0644 for the rest. Raises ReleaseError for anything else
+    (the archive is then not from the controller's build), OSError when it cannot be read.
+    """
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()
+        for member in members:
+            path = PurePosixPath(member.name)
+            if not member.isfile() or path.is_absolute() or ".." in path.parts or not path.parts:
+                raise ReleaseError(
+                    f"the release archive {archive} holds {member.name!r}, which is not a plain file inside the "
+                    "release; an archive from the controller's build holds only the release's files; remove it "
+                    "and rerun the deploy phase (it is uploaded again)"
+                )
+        dest.mkdir(mode=0o755)
+        for member in members:
+            target = dest.joinpath(*PurePosixPath(member.name).parts)
+            target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            source = tar.extractfile(member)
+            if source is None:
+                raise ReleaseError(f"the release archive {archive} cannot give the contents of {member.name!r}")
+            with source, target.open("wb") as out:
+                shutil.copyfileobj(source, out)
+            os.chmod(target, 0o755 if member.mode & 0o111 else 0o644)
+    for directory, _dirs, _files in os.walk(dest):
+        os.chmod(directory, 0o755)

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from ansible.module_utils.triton_models_release import (
     host_renderer,
     model_names,
 )
-from ansible.module_utils.triton_release_tree import is_ignored, tree_digest, tree_files
+from ansible.module_utils.triton_release_tree import extract_archive, is_ignored, tree_digest, tree_files
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "model_repository"
 GPU_MODEL = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "repos" / "gpu_model" / "add_gpu"
@@ -111,7 +113,8 @@ def test_build_writes_a_release_named_by_its_content(repo, tmp_path):
     assert groups["add_sub"] == [{"name": "add_sub_0", "kind": "KIND_CPU", "count": 1, "gpus": []}]
     assert (build.path / "add_sub" / "config.pbtxt").read_text() == build.configs["add_sub"]
     assert oct((build.path / "add_sub" / "1" / "model.py").stat().st_mode & 0o777) == "0o644"
-    assert [p.name for p in (tmp_path / "build").iterdir()] == [build.release_id]
+    assert sorted(p.name for p in (tmp_path / "build").iterdir()) == [build.release_id, f"{build.release_id}.tar"]
+    assert build.archive == tmp_path / "build" / f"{build.release_id}.tar"
 
     again = build_release(repo, tmp_path / "build", _render())
     assert (again.release_id, again.created) == (build.release_id, False)
@@ -174,3 +177,32 @@ def test_check_overrides_refuses_typos(repo, policies, counts, message):
 
 def test_check_overrides_accepts_numeric_strings(repo):
     assert check_overrides(repo, {"scale": "keep"}, {"add_sub": "3", "scale": 2}) == {"add_sub": 3, "scale": 2}
+
+
+def test_the_archive_unpacks_to_the_same_release(repo, tmp_path):
+    build = build_release(repo, tmp_path / "build", _render())
+    unpacked = tmp_path / "host" / "staging"
+    (tmp_path / "host").mkdir()
+    extract_archive(build.archive, unpacked)
+    assert tree_digest(unpacked) == build.release_id
+    assert oct((unpacked / "add_sub" / "1" / "model.py").stat().st_mode & 0o777) == "0o644"
+    assert oct((unpacked / "add_sub").stat().st_mode & 0o777) == "0o755"
+    with tarfile.open(build.archive) as tar:
+        assert all(m.uid == 0 and m.uname == "" and m.isfile() for m in tar.getmembers())
+
+
+@pytest.mark.parametrize("bad", ["../escape", "/etc/passwd", "link"])
+def test_an_archive_with_anything_but_inward_plain_files_is_refused(tmp_path, bad):
+    archive = tmp_path / "bad.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo(bad)
+        if bad == "link":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(info)
+        else:
+            data = b"x"
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(ReleaseError, match="not a plain file inside the release"):
+        extract_archive(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

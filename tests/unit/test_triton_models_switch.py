@@ -29,8 +29,9 @@ from ansible.module_utils.triton_models_switch import (
     release_models,
     releases_to_prune,
     stale_staging,
+    unpack_upload,
 )
-from ansible.module_utils.triton_release_tree import tree_digest
+from ansible.module_utils.triton_release_tree import tree_digest, write_archive
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "model_repository"
 # Nothing listens here (the test port range's last port, never bound by these tests).
@@ -177,3 +178,20 @@ def test_a_release_on_the_host_is_activated_when_missing_is_reported(root, capsy
     result = _module(capsys, args)
     assert result["release_missing"] is False and result["changed"] is True
     assert linked_release(root) == release_id
+
+
+def test_an_uploaded_archive_becomes_the_release(root, tmp_path):
+    (tmp_path / "controller" / "releases").mkdir(parents=True)
+    release_id = _release(tmp_path / "controller", "a")
+    archive = root / "releases" / f".staging-{release_id}.tar"
+    write_archive(tmp_path / "controller" / "releases" / release_id, archive)
+    staging = root / "releases" / f".staging-{release_id}"
+    staging.mkdir()
+    (staging / "partial-from-an-interrupted-run").write_text("x")
+    assert unpack_upload(root, release_id, archive, staging, check_mode=True) is False
+    assert archive.is_file()
+    assert unpack_upload(root, release_id, archive, staging) is True
+    assert not archive.exists() and not (staging / "partial-from-an-interrupted-run").exists()
+    assert promote_staging(root, release_id, staging) is True
+    assert tree_digest(root / "releases" / release_id) == release_id
+    assert unpack_upload(root, release_id, archive, staging) is False
