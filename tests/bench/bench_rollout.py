@@ -10,7 +10,9 @@ with forks rather than how many batches run one after another; pass ``--batches 
 for a canary first. Peak memory is sampled every 0.5 s: the RSS of ansible-playbook and its
 forks plus every process in the fleet's namespaces (sshd, supervisord, tritonserver, python
 backend stubs), summed. Prints one JSON line per run and a summary with the per-host overhead
-(t(N) - t(1)) / (N - 1) and the ratio t(8) / t(1) (target <= 2.5).
+(t(N) - t(1)) / (N - 1), the ratio t(8) / t(1) (target <= 2.5), and the CPU seconds each run
+kept the machine busy: controller and simulated hosts share its cores, so busy CPU-s / cores is
+the shortest wall time a run could have here.
 """
 
 from __future__ import annotations
@@ -71,6 +73,13 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _busy_cpu_s() -> float:
+    """Seconds the machine's CPUs spent busy since boot (all processes: controller and fleet)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 class Sampler(threading.Thread):
     """Peak of (ansible process tree RSS + fleet namespaces RSS), sampled every 0.5 s."""
 
@@ -97,20 +106,20 @@ def _rollout(fleet: Fleet, inventory: Path, reports: Path, rollout_id: str, host
     }
     argv = playbook_argv(inventory, "rollout.yml", knobs, forks=max(hosts, 8))
     namespaces = [record["netns"] for record in fleet.read_state()["hosts"].values()]
-    start = time.monotonic()
+    start, busy_start = time.monotonic(), _busy_cpu_s()
     proc = subprocess.Popen(
         argv, cwd=REPO_ROOT, env=playbook_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     sampler = Sampler(proc.pid, namespaces)
     sampler.start()
     out, _ = proc.communicate()
-    elapsed = time.monotonic() - start
+    elapsed, busy = time.monotonic() - start, _busy_cpu_s() - busy_start
     sampler.stop.set()
     sampler.join()
     report = json.loads((reports / "fleet" / rollout_id / "fleet.json").read_text())
     if proc.returncode != 0 or report["counts"] != {"passed": hosts}:
         raise SystemExit(f"rollout {rollout_id} did not pass on every host (rc {proc.returncode}):\n{out[-4000:]}")
-    return {"wall_s": round(elapsed, 1), "peak_rss_mib": round(sampler.peak_kib / 1024, 1)}
+    return {"wall_s": round(elapsed, 1), "cpu_s": round(busy, 1), "peak_rss_mib": round(sampler.peak_kib / 1024, 1)}
 
 
 def measure(hosts: int, batches: list) -> dict:
@@ -152,6 +161,15 @@ def main() -> int:
                 f"{phase}: {hosts} hosts {wall:.1f} s = {wall / base:.2f} x {smallest} host(s) ({base:.1f} s); "
                 f"per extra host {(wall - base) / (hosts - smallest):.1f} s; "
                 f"peak RSS {result[phase]['peak_rss_mib']:.0f} MiB"
+            )
+        # Everything (controller and simulated hosts) shares this machine's CPUs, so no run can
+        # finish before its CPU work divided by the cores: the floor the ratio is measured against.
+        cores = os.cpu_count() or 1
+        for hosts, result in sorted(by_size.items()):
+            cpu = result[phase]["cpu_s"]
+            print(
+                f"{phase}: {hosts} host(s) busy {cpu:.1f} CPU-s ({cpu / hosts:.1f} per host); "
+                f"{cores}-core floor {cpu / cores:.1f} s vs wall {result[phase]['wall_s']:.1f} s"
             )
     return 0
 
