@@ -32,6 +32,7 @@ BIN = REPO / ".venv" / "bin"
 INVENTORY = REPO / "inventory" / "local.yml"
 READY_URL = "http://127.0.0.1:8000/v2/health/ready"
 NOOP_RATIO_TARGET = 3.0
+SUPERVISOR_STARTSECS = 5
 
 
 def playbook(*args: str) -> tuple[float, int]:
@@ -92,6 +93,9 @@ def start_to_ready(timeout: float = 120.0) -> float:
     old = server_pids()
     if len(old) != 1:
         raise SystemExit(f"expected one tritonfleet tritonserver, found pids {old}")
+    # supervisord counts an exit within startsecs (5 s) of a start as a failed start and gives up
+    # after startretries: let the previous round's server reach RUNNING before stopping it.
+    time.sleep(max(0.0, SUPERVISOR_STARTSECS + 1 - (time.time() - process_start_epoch(old[0]))))
     os.kill(old[0], signal.SIGTERM)
     deadline = time.monotonic() + timeout
     new: list[int] = []
