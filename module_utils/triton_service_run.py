@@ -196,8 +196,13 @@ def wait_ready(
     probe: Callable[[str], int | str] = http_status,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    gave_up: Callable[[], str | None] = lambda: None,
 ) -> tuple[str, int | str] | None:
-    """Poll live, then ready, under one deadline; None when both answered 200, else (stage, last answer)."""
+    """Poll live, then ready, under one deadline; None when both answered 200, else (stage, last answer).
+
+    ``gave_up`` says why the service manager stopped restarting the server (None while it has
+    not): a crash-looping server then fails at once instead of waiting out the deadline.
+    """
     deadline = clock() + timeout
     stage = "live"
     while True:
@@ -207,9 +212,39 @@ def wait_ready(
                 return None
             stage = "ready"
             continue
+        reason = gave_up()
+        if reason:
+            return stage, f"{answer}, and {reason}"
         if clock() >= deadline:
             return stage, answer
         sleep(POLL_SECONDS)
+
+
+def supervisor_gave_up(proxy: Any) -> Callable[[], str | None]:
+    """``wait_ready``'s check for supervisord: FATAL means it stopped restarting the program."""
+
+    def check() -> str | None:
+        try:
+            status = supervisor_status(proxy)
+        except ServiceConfigError:
+            return None
+        if status == "FATAL":
+            return "supervisord gave up restarting it (FATAL: it exited startretries times within startsecs)"
+        return None
+
+    return check
+
+
+def systemd_gave_up(unit: str, run: Runner) -> Callable[[], str | None]:
+    """``wait_ready``'s check for systemd: a failed unit is no longer restarted."""
+
+    def check() -> str | None:
+        rc, out, _err = run(["systemctl", "show", "--property=ActiveState", unit])
+        if rc == 0 and parse_show(out).get("ActiveState") == "failed":
+            return f"systemd gave up restarting it ({unit} is failed: see journalctl -u {unit})"
+        return None
+
+    return check
 
 
 def log_tail(path: Path, lines: int) -> str:
@@ -295,7 +330,8 @@ def ensure_running(
                 )
     base_url = f"http://{probe_host(params['http_address'])}:{params['http_port']}"
     if not check_mode:
-        failed = wait_ready(base_url, params["ready_timeout"])
+        gave_up = supervisor_gave_up(proxy) if manager == "supervisor" else systemd_gave_up(params["systemd_unit"], run)
+        failed = wait_ready(base_url, params["ready_timeout"], gave_up=gave_up)
         if failed:
             raise ServiceConfigError(not_ready_message(*failed, base_url, params))
     return {"changed": bool(actions), "service_manager": manager, "actions": actions, "base_url": base_url}

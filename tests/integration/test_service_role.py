@@ -361,7 +361,8 @@ def test_killed_server_is_restarted_by_supervisord(deployment: Deployment):
 
 
 def test_bad_backend_directory_fails_the_play_with_the_server_log(deployment: Deployment):
-    timeout = 15
+    # Long enough that only supervisord giving up (FATAL after startretries) ends the wait early.
+    timeout = 120
     started = time.monotonic()
     result = deployment.converge(
         extra={
@@ -374,8 +375,9 @@ def test_bad_backend_directory_fails_the_play_with_the_server_log(deployment: De
     assert "did not become live" in result.stdout
     # The server's own words, quoted from its log file:
     assert "unable to find backend library for backend 'python'" in result.stdout
-    # Bounded: the ready timeout plus a restart and the rest of the play, not a hang.
-    assert elapsed < timeout + 45, elapsed
+    # A server that crash-loops fails as soon as supervisord stops restarting it, not at the timeout.
+    assert "supervisord gave up restarting it" in result.stdout
+    assert elapsed < 60, elapsed
     recovered = deployment.converge()
     assert recap(recovered)[2] == 0, recovered.stdout[-4000:]
     assert http("/v2/health/ready")[0] == 200

@@ -14,8 +14,10 @@ from ansible.module_utils.triton_service_run import (
     not_ready_message,
     parse_show,
     supervisor_actions,
+    supervisor_gave_up,
     supervisor_status,
     systemd_actions,
+    systemd_gave_up,
     wait_ready,
 )
 
@@ -236,6 +238,34 @@ def test_server_that_never_answers_is_not_live():
     assert wait_ready("http://h:1", 3, lambda url: "nothing (refused)", clock, clock.sleep) == (
         "live", "nothing (refused)",
     )  # fmt: skip
+
+
+def test_a_server_the_manager_gave_up_on_fails_at_once():
+    clock = Clock()
+    verdicts = iter([None, None, "supervisord gave up restarting it (FATAL)"])
+    failed = wait_ready("http://h:1", 120, lambda url: "nothing (refused)", clock, clock.sleep, lambda: next(verdicts))
+    assert failed == ("live", "nothing (refused), and supervisord gave up restarting it (FATAL)")
+    assert clock.now < 2
+
+
+@pytest.mark.parametrize(("state", "expected"), [("FATAL", True), ("BACKOFF", False), ("STARTING", False)])
+def test_supervisord_gives_up_only_in_fatal(state: str, expected: bool):
+    reason = supervisor_gave_up(Proxy(FakeSupervisor({"statename": state})))()
+    assert (reason is not None) is expected
+    assert reason is None or "FATAL" in reason
+
+
+@pytest.mark.parametrize(("active", "expected"), [("failed", True), ("activating", False), ("active", False)])
+def test_systemd_gives_up_when_the_unit_failed(active: str, expected: bool):
+    calls = []
+
+    def run(argv):
+        calls.append(argv)
+        return 0, f"ActiveState={active}\n", ""
+
+    reason = systemd_gave_up("tritonserver.service", run)()
+    assert (reason is not None) is expected
+    assert calls == [["systemctl", "show", "--property=ActiveState", "tritonserver.service"]]
 
 
 def test_failure_message_quotes_the_end_of_the_log(tmp_path: Path):
