@@ -4,9 +4,8 @@
 
 from __future__ import annotations
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.triton_compat import ENABLE_GPU_CHOICES, METHODS, CompatError, build_plan, load_matrix
-from ansible.module_utils.triton_module_run import ModuleFailure
+from ansible.module_utils.triton_module_run import ModuleFailure, run_as_module
 
 DOCUMENTATION = r"""
 module: triton_compat
@@ -184,11 +183,7 @@ def run(params: dict, check_mode: bool) -> dict:
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    try:
-        module.exit_json(**run(module.params, module.check_mode))
-    except ModuleFailure as failure:
-        module.fail_json(msg=failure.msg, **failure.details)
+    run_as_module(ARGUMENT_SPEC, run)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.triton_fleet_report import (
     FleetReportError,
     build_report,
@@ -14,7 +13,7 @@ from ansible.module_utils.triton_fleet_report import (
     read_verify_report,
     write_report,
 )
-from ansible.module_utils.triton_module_run import ModuleFailure
+from ansible.module_utils.triton_module_run import ModuleFailure, run_as_module
 
 DOCUMENTATION = r"""
 ---
@@ -204,11 +203,7 @@ def run(p: dict, check_mode: bool) -> dict:
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    try:
-        module.exit_json(**run(module.params, module.check_mode))
-    except ModuleFailure as failure:
-        module.fail_json(msg=failure.msg, **failure.details)
+    run_as_module(ARGUMENT_SPEC, run)
 
 
 if __name__ == "__main__":

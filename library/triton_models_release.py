@@ -7,7 +7,7 @@ from __future__ import annotations
 import traceback
 from pathlib import Path
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.triton_model_config import IMPORT_ERROR
 from ansible.module_utils.triton_models_release import (
     ReleaseError,
@@ -15,7 +15,7 @@ from ansible.module_utils.triton_models_release import (
     check_overrides,
     host_renderer,
 )
-from ansible.module_utils.triton_module_run import ModuleFailure
+from ansible.module_utils.triton_module_run import ModuleFailure, run_as_module
 
 DOCUMENTATION = r"""
 ---
@@ -180,14 +180,7 @@ def run(params: dict, check_mode: bool) -> dict:
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    try:
-        result = run(module.params, module.check_mode)
-    except ModuleFailure as failure:
-        module.fail_json(msg=failure.msg, **failure.details)
-    for warning in result.pop("warnings"):
-        module.warn(warning)
-    module.exit_json(**result)
+    run_as_module(ARGUMENT_SPEC, run)
 
 
 if __name__ == "__main__":

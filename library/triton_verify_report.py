@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.triton_module_run import ModuleFailure
+from ansible.module_utils.triton_module_run import ModuleFailure, run_as_module
 from ansible.module_utils.triton_report import build_report, write_report
 
 DOCUMENTATION = r"""
@@ -141,11 +140,7 @@ def run(params: dict, check_mode: bool) -> dict:
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    try:
-        module.exit_json(**run(module.params, module.check_mode))
-    except ModuleFailure as failure:
-        module.fail_json(msg=failure.msg, **failure.details)
+    run_as_module(ARGUMENT_SPEC, run)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,20 @@ class ModuleFailure(Exception):
         super().__init__(msg)
         self.msg = msg
         self.details = details
+
+
+def run_as_module(argument_spec: dict[str, Any], run: Callable[[dict, bool], dict[str, Any]]) -> None:
+    """The ``main()`` of such a module run as a plain module: validate, ``run``, answer, exit."""
+    from ansible.module_utils.basic import AnsibleModule
+
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    try:
+        result = run(module.params, module.check_mode)
+    except ModuleFailure as failure:
+        module.fail_json(msg=failure.msg, **failure.details)
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    module.exit_json(**result)
 
 
 def load_library_module(library_dir: Path, name: str) -> Any:
