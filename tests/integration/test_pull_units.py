@@ -4,32 +4,13 @@ pidfile-daemon path is run for real in test_pull_mode.py)."""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from support.role_templates import render_role_templates
 
 pytestmark = pytest.mark.integration
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ROLE = REPO_ROOT / "roles" / "triton_pull"
-RENDER = """
-- name: Render the pull units
-  hosts: localhost
-  gather_facts: false
-  vars_files:
-    - {role}/defaults/main.yml
-    - {role}/vars/main.yml
-  tasks:
-    - name: Render {{{{ item }}}}
-      ansible.builtin.template:
-        src: {role}/templates/{{{{ item }}}}.j2
-        dest: "{{{{ out }}}}/{{{{ item }}}}"
-        mode: "0644"
-      loop: [tritonfleet-pull.service, tritonfleet-pull.timer]
-"""
 
 
 @pytest.fixture(scope="module")
@@ -39,21 +20,17 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     script.parent.mkdir()
     script.write_text("#!/bin/sh\n")
     script.chmod(0o755)
-    (base / "render.yml").write_text(RENDER.format(role=ROLE))
-    extra = {
-        "out": str(base),
-        "triton_pull_bin_dir": str(base / "bin"),
-        "triton_pull_repo_url": "file:///srv/git/tritonfleet.git",
-        "triton_pull_interval": 900,
-        "triton_pull_splay": 120,
-    }
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg")}
-    result = subprocess.run(
-        [str(REPO_ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "inventory/local.yml", str(base / "render.yml"),
-         "-e", json.dumps(extra)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+    render_role_templates(
+        "triton_pull",
+        ["tritonfleet-pull.service", "tritonfleet-pull.timer"],
+        base,
+        {
+            "triton_pull_bin_dir": str(base / "bin"),
+            "triton_pull_repo_url": "file:///srv/git/tritonfleet.git",
+            "triton_pull_interval": 900,
+            "triton_pull_splay": 120,
+        },
+    )
     return base
 
 

@@ -4,8 +4,6 @@ also through the verifier the config module runs before it installs a unit."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -14,27 +12,11 @@ from pathlib import Path
 import pytest
 from ansible.module_utils.triton_service import ServiceConfigError
 from ansible.module_utils.triton_service_config import systemd_verifier
+from support.role_templates import render_role_templates
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ROLE = REPO_ROOT / "roles" / "triton_service"
 KEY = "k3yFromTheKeyFileOnlyXXXXXXXXXXXXXXXXXXXXXXXXXXX"
-RENDER = """
-- name: Render the service files
-  hosts: localhost
-  gather_facts: false
-  vars_files:
-    - {role}/defaults/main.yml
-    - {role}/vars/main.yml
-  tasks:
-    - name: Render {{{{ item }}}}
-      ansible.builtin.template:
-        src: {role}/templates/{{{{ item }}}}.j2
-        dest: "{{{{ out }}}}/{{{{ item }}}}"
-        mode: "0644"
-      loop: [tritonserver.service, supervisord.conf]
-"""
 
 
 @pytest.fixture(scope="module")
@@ -46,22 +28,18 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     launcher.chmod(0o755)
     (base / "etc").mkdir()
     (base / "etc" / "api-key").write_text(KEY)
-    (base / "render.yml").write_text(RENDER.format(role=ROLE))
-    extra = {
-        "out": str(base),
-        "triton_service_home": str(base / "opt"),
-        "triton_service_config_dir": str(base / "etc"),
-        "triton_service_log_dir": str(base / "log"),
-        "triton_service_install_prefix": "/opt/tritonserver",
-        "triton_service_model_repository": "/srv/tritonfleet/models/current",
-    }
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg")}
-    result = subprocess.run(
-        [str(REPO_ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "inventory/local.yml", str(base / "render.yml"),
-         "-e", json.dumps(extra)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+    render_role_templates(
+        "triton_service",
+        ["tritonserver.service", "supervisord.conf"],
+        base,
+        {
+            "triton_service_home": str(base / "opt"),
+            "triton_service_config_dir": str(base / "etc"),
+            "triton_service_log_dir": str(base / "log"),
+            "triton_service_install_prefix": "/opt/tritonserver",
+            "triton_service_model_repository": "/srv/tritonfleet/models/current",
+        },
+    )
     return base
 
 
