@@ -39,18 +39,24 @@ def plan(platform: str, enable_gpu: bool, gpu_ids: list[int] | None = None, min_
     }
 
 
+# The server options every launch takes: repository, state dir, addresses and ports.
+SERVER_OPTIONS = {
+    "model_repository": "/srv/tritonfleet/models/current",
+    "state_dir": "/var/lib/tritonfleet",
+    "http_address": "0.0.0.0",
+    "http_port": 8000,
+    "grpc_address": "0.0.0.0",
+    "grpc_port": 8001,
+    "metrics_address": "127.0.0.1",
+    "metrics_port": 8002,
+}
+
+
 def options(**overrides: Any) -> dict:
     base = {
         "release_dir": RELEASE,
         "gpu_build": True,
-        "model_repository": "/srv/tritonfleet/models/current",
-        "state_dir": "/var/lib/tritonfleet",
-        "http_address": "0.0.0.0",
-        "http_port": 8000,
-        "grpc_address": "0.0.0.0",
-        "grpc_port": 8001,
-        "metrics_address": "127.0.0.1",
-        "metrics_port": 8002,
+        **SERVER_OPTIONS,
         "host_gpu_ids": [],
         "auto_complete_config": False,
         "jetson_pinned_memory_pool_bytes": MIB64,
@@ -270,14 +276,7 @@ def launch_params(prefix: Path, **extra: Any) -> dict:
         "plan": plan("dgpu", False),
         "host_gpu_ids": [0, 1],
         "install_prefix": str(prefix),
-        "model_repository": "/srv/tritonfleet/models/current",
-        "state_dir": "/var/lib/tritonfleet",
-        "http_address": "0.0.0.0",
-        "http_port": 8000,
-        "grpc_address": "0.0.0.0",
-        "grpc_port": 8001,
-        "metrics_address": "127.0.0.1",
-        "metrics_port": 8002,
+        **SERVER_OPTIONS,
         "auto_complete_config": False,
         "jetson_pinned_memory_pool_bytes": MIB64,
         "jetson_cuda_memory_pool_bytes": MIB64,

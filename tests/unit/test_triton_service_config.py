@@ -23,6 +23,7 @@ from ansible.module_utils.triton_service_config import (
     requirement_dist,
     user_argv,
 )
+from test_triton_service import SERVER_OPTIONS
 
 # --- service manager: the service_mgr fact's rule -------------------------------------------
 
@@ -295,13 +296,7 @@ def systemd_params(tmp_path: Path) -> dict:
         "install_prefix": str(tmp_path / "prefix"),
         "release_dir": None,
         "manifest": None,
-        "model_repository": "/srv/tritonfleet/models/current",
-        "http_address": "0.0.0.0",
-        "http_port": 8000,
-        "grpc_address": "0.0.0.0",
-        "grpc_port": 8001,
-        "metrics_address": "127.0.0.1",
-        "metrics_port": 8002,
+        **SERVER_OPTIONS,
         "auto_complete_config": False,
         "jetson_pinned_memory_pool_bytes": 1,
         "jetson_cuda_memory_pool_bytes": 1,
