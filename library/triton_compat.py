@@ -144,6 +144,15 @@ ansible_facts:
             - Jetson tarball or container to install, else null.
             - Keys C(kind), C(name), C(server_version), C(release), C(jetpack), C(min_jetpack), C(source).
           type: dict
+        backends:
+          description:
+            - The C(backends/) the planned release provides with this install method (the matrix's C(wheel) and
+              C(container) sets), checked against every model's backend before anything changes; null when not
+              published (tarballs, source builds, C(-igpu) and arm64 images), then the installed release's
+              manifest decides.
+          type: list
+          elements: str
+          sample: [python]
         matrix_version:
           description: Version of the matrix the plan came from.
           type: int

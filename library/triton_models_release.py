@@ -28,9 +28,11 @@ description:
     O(build_dir)/<release id>.
   - The release id is a content hash of the source files and the rendered configs; the same input
     gives the same id. C(__pycache__/) and C(*.pyc) are never part of a release.
-  - Refuses, before anything reaches the host, a config the host cannot serve (for example a
-    C(KIND_GPU) group under policy C(keep) on a host without usable GPUs), with Triton's message
-    and the fix. Every model is checked before the module fails.
+  - Refuses, before anything reaches the host, a repository the host's server would refuse, with
+    Triton's message and the fix, every problem in one message. The checks are Triton's model
+    configuration rules, in Triton's order (docs/model-config-rules.md) under either policy,
+    the repository's layout (links leaving it, version directories, the model file each backend
+    opens), the backends of the release, and the ensembles across models.
   - Run it on the controller (C(delegate_to: localhost)); copy the release to the host afterwards.
 version_added: "1.0.0"
 author: tritonfleet
@@ -70,6 +72,13 @@ options:
     description: Whether the installed server is built with GPU support (C(manifest.json) C(gpu_build)).
     type: bool
     default: true
+  backends:
+    description:
+      - The backends of the release that will serve the repository (the installed release's C(manifest.json)
+        C(backends), or the plan's C(backends) before install). A model whose backend is not among them is
+        refused with Triton's message. Omit when the release's backends are not known yet.
+    type: list
+    elements: str
 attributes:
   check_mode:
     support: full
@@ -145,6 +154,7 @@ ARGUMENT_SPEC = {
     "policy_overrides": {"type": "dict", "default": {}},
     "instance_counts": {"type": "dict", "default": {}},
     "gpu_build": {"type": "bool", "default": True},
+    "backends": {"type": "list", "elements": "str"},
 }
 
 
@@ -159,7 +169,13 @@ def run(params: dict, check_mode: bool) -> dict:
     try:
         counts = check_overrides(src, params["policy_overrides"], params["instance_counts"])
         render = host_renderer(
-            params["plan"], params["host"], params["policy"], params["gpu_build"], params["policy_overrides"], counts
+            params["plan"],
+            params["host"],
+            params["policy"],
+            params["gpu_build"],
+            params["policy_overrides"],
+            counts,
+            params["backends"],
         )
         build = build_release(src, Path(params["build_dir"]), render, write=not check_mode)
     except ReleaseError as err:

@@ -835,6 +835,19 @@ def _check_container(host: dict[str, Any], gpu_plan: bool) -> None:
         )
 
 
+def release_backends(matrix: dict[str, Any], row: dict[str, Any], method: str, arch: str | None) -> list[str] | None:
+    """The ``backends/`` of the release an install method provides, from the matrix; None when not published
+    (tarballs, source builds, -igpu and arm64 images: checked against the manifest once installed)."""
+    if method == "wheel":
+        return list(matrix["wheel"]["backends"])
+    if method != "container" or row.get("jetson_only"):
+        return None
+    for entry in matrix["container"].get("backends", []):
+        if arch in entry["arches"] and _in_range(row["release"], entry["first_release"], entry["last_release"]):
+            return list(entry["backends"])
+    return None
+
+
 def build_plan(
     host: dict[str, Any],
     matrix: dict[str, Any],
@@ -880,6 +893,12 @@ def build_plan(
     if method == "container":
         _check_container(host, selection["enable_gpu"])
     tag = target["container_tag"]
+    backends = None if platform == "jetson" else release_backends(matrix, row, method, host.get("arch"))
+    if backends is None:
+        notes.append(
+            f"the backends of a {method} install of {row['release']} on this host are not published: models are "
+            "checked against them once the release is installed (its manifest lists them)"
+        )
     return {
         "release": row["release"],
         "server_version": row["server_version"],
@@ -897,6 +916,7 @@ def build_plan(
         "platform": platform,
         "arch": host.get("arch"),
         "jetson_artifact": target["jetson_artifact"],
+        "backends": backends,
         "matrix_version": matrix["matrix_version"],
         "notes": notes,
     }

@@ -856,3 +856,19 @@ def gather_host_facts(
         "nvidia_container_runtime": {"present": bool(runtime_paths), "paths": runtime_paths + cdi_specs},
         "reasons": reasons,
     }
+
+
+def gpu_compute_capability(host: dict[str, Any], index: int) -> str | None:
+    """Compute capability of CUDA device ``index`` from ``triton_host`` facts, or None when unknown.
+
+    The NVML entry's value first; where it is null (the iGPU under NVML on JetPack 7, or no NVML
+    entry at all on JetPack <= 6) device 0 of a Jetson is its iGPU, whose capability the facts
+    carry from the SoC table (``triton_host.igpu``). Every reader of a GPU's capability uses this.
+    """
+    gpu = next((g for g in host.get("gpus") or [] if g.get("index") == index), None)
+    if gpu is not None and gpu.get("compute_capability"):
+        return gpu["compute_capability"]
+    igpu = host.get("igpu")
+    if igpu and ((gpu is None and index == 0) or (gpu is not None and gpu.get("integrated"))):
+        return igpu.get("compute_capability")
+    return None

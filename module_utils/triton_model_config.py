@@ -3,9 +3,11 @@
 
 Parsing uses Triton's own schema (``tritonclient.grpc.model_config_pb2``) and protobuf's text
 format, so a file accepted here is accepted by the server's parser. Rendering rewrites the
-instance groups for the host's plan (``ansible_facts.triton_plan``); validation applies the
-semantic rules of Triton core ``ValidateInstanceGroup`` and the ONNX Runtime backend, and
-reports them with Triton's own wording (docs/architecture.md, triton-facts.md §4.2-§4.4).
+instance groups for the host's plan (``ansible_facts.triton_plan``). Validation runs Triton's
+config rules (``triton_model_rules``: ``ValidateModelConfig``, ``ValidateModelIOConfig``) and
+then the rules of Triton core ``NormalizeInstanceGroup``/``ValidateInstanceGroup`` and the ONNX
+Runtime and OpenVINO backends, under both policies, with Triton's own wording
+(docs/model-config-rules.md).
 
 Nothing here writes files: callers write the returned text.
 """
@@ -19,6 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from ansible.module_utils.triton_host import gpu_compute_capability
+from ansible.module_utils.triton_model_rules import (
+    CPU_ONLY_BACKENDS,
+    ModelListing,
+    Problem,
+    autocomplete,
+    backend_of,
+    config_problems,
+    cpu_only_backend_problem,
+    read_listing,
+)
 
 SCHEMA_MODULE = "tritonclient.grpc.model_config_pb2"
 
@@ -65,13 +79,6 @@ CONFIG_FILENAME = "config.pbtxt"
 _ENSEMBLE = "ensemble"
 # Backends whose KIND_CPU groups default to two instances (core SetDefaultInstanceCount).
 _TWO_CPU_INSTANCE_BACKENDS = ("onnxruntime", "tensorflow")
-_PLATFORM_BACKENDS = {
-    "onnxruntime_onnx": "onnxruntime",
-    "tensorflow_graphdef": "tensorflow",
-    "tensorflow_savedmodel": "tensorflow",
-    "tensorrt_plan": "tensorrt",
-    "pytorch_libtorch": "pytorch",
-}
 # Accelerator names the ONNX Runtime backend knows (ort_backend src/onnxruntime.cc).
 _ORT_GPU_ACCELERATORS = ("tensorrt", "cuda")
 _ORT_CPU_ACCELERATORS = ("openvino",)
@@ -86,41 +93,6 @@ class ModelConfigError(Exception):
     def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
         super().__init__(message)
         self.problems = problems or []
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One rule a config breaks on a host.
-
-    ``message`` is Triton's own wording where Triton has one, ``found`` says what was seen where,
-    ``supported`` what would work, and ``fix`` what to change.
-    """
-
-    severity: str
-    code: str
-    model: str
-    group: str | None
-    message: str
-    found: str
-    supported: str
-    fix: str
-
-    def text(self, path: str) -> str:
-        """Return the four-part message for the config at ``path``."""
-        return f"{path}: {self.message}. Found: {self.found}. Supported: {self.supported}. Fix: {self.fix}"
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the problem as plain data for module results."""
-        return {
-            "severity": self.severity,
-            "code": self.code,
-            "model": self.model,
-            "group": self.group,
-            "message": self.message,
-            "found": self.found,
-            "supported": self.supported,
-            "fix": self.fix,
-        }
 
 
 @dataclass
@@ -173,10 +145,6 @@ def to_text(config: Any) -> str:
     return text_format.MessageToString(config, use_short_repeated_primitives=True)
 
 
-def _backend(config: Any) -> str:
-    return config.backend or _PLATFORM_BACKENDS.get(config.platform, config.platform)
-
-
 def _is_ensemble(config: Any) -> bool:
     return config.platform == _ENSEMBLE
 
@@ -197,17 +165,6 @@ def _min_cc(plan: dict[str, Any]) -> str:
     return str(plan.get("min_supported_compute_capability") or plan.get("min_compute_capability") or "0.0")
 
 
-def _gpu_cc(host: dict[str, Any], gpu_id: int) -> str | None:
-    """Compute capability of CUDA device ``gpu_id`` from host facts (Jetson: the iGPU is device 0)."""
-    for gpu in host.get("gpus") or []:
-        if gpu.get("index") == gpu_id:
-            return gpu.get("compute_capability")
-    igpu = host.get("igpu")
-    if gpu_id == 0 and igpu:
-        return igpu.get("compute_capability")
-    return None
-
-
 def _resolve_kind(kind: int, listed: list[int], supported: list[int]) -> int:
     """Resolve KIND_AUTO as Triton core NormalizeInstanceGroup does."""
     groups = model_config_pb2.ModelInstanceGroup
@@ -218,28 +175,35 @@ def _resolve_kind(kind: int, listed: list[int], supported: list[int]) -> int:
     return groups.KIND_CPU
 
 
-def effective_instance_groups(config: Any, plan: dict[str, Any], gpu_build: bool) -> list[dict[str, Any]]:
+def effective_instance_groups(
+    config: Any, plan: dict[str, Any], gpu_build: bool, backend: str | None = None
+) -> list[dict[str, Any]]:
     """Return the instance groups Triton will create: ``[{name, kind, count, gpus}]``.
 
-    Applies Triton's normalisation (default names ``<model>``/``<model>_<i>``, KIND_AUTO resolution,
-    empty ``gpus`` meaning every supported GPU, default counts), so the result can be compared with
-    the server's effective config (``GET /v2/models/<m>/config``). Ensembles have none.
+    Applies Triton's normalisation (default names ``<model>``/``<model>_<i>``, the backend's preferred
+    group when none is written (KIND_CPU for CPU-only backends such as OpenVINO), KIND_AUTO
+    resolution, empty ``gpus`` meaning every supported GPU, a count below 1 replaced by the default),
+    so the result can be compared with the server's effective config (``GET /v2/models/<m>/config``).
+    ``backend`` is the model's backend when the config does not name it (found from its files).
+    Ensembles have none.
     """
     if _is_ensemble(config):
         return []
     groups = model_config_pb2.ModelInstanceGroup
+    backend = backend or backend_of(config)
     supported = _supported_gpus(plan, gpu_build)
     entries = [
         (g.name or f"{config.name}_{i}", g.kind, list(g.gpus), g.count) for i, g in enumerate(config.instance_group)
     ]
     if not entries:
-        entries = [(config.name, groups.KIND_AUTO, [], 0)]
+        preferred = groups.KIND_CPU if backend in CPU_ONLY_BACKENDS else groups.KIND_AUTO
+        entries = [(config.name, preferred, [], 0)]
     result = []
     for name, kind, listed, count in entries:
         resolved = _resolve_kind(kind, listed, supported)
         gpus = (listed or supported) if resolved == groups.KIND_GPU else []
-        if not count:
-            two = resolved == groups.KIND_CPU and _backend(config) in _TWO_CPU_INSTANCE_BACKENDS
+        if count < 1:
+            two = resolved == groups.KIND_CPU and backend in _TWO_CPU_INSTANCE_BACKENDS
             count = 2 if two else 1
         result.append({"name": name, "kind": _kind_name(resolved), "count": count, "gpus": sorted(gpus)})
     return result
@@ -250,7 +214,7 @@ def _placeable_gpus(config: Any, host: dict[str, Any], supported: list[int]) -> 
     a plan (or is unknown); all of them when none has, so validation reports the gap."""
     if not config.cc_model_filenames:
         return supported
-    fitting = [g for g in supported if _gpu_cc(host, g) in (None, *config.cc_model_filenames)]
+    fitting = [g for g in supported if gpu_compute_capability(host, g) in (None, *config.cc_model_filenames)]
     return fitting or supported
 
 
@@ -261,15 +225,19 @@ def render_for_host(
     policy: str = "auto",
     gpu_build: bool = True,
     count: int | None = None,
+    backend: str | None = None,
 ) -> tuple[Any, list[str]]:
     """Render a parsed config's instance groups for the host's plan.
 
     ``keep`` returns a copy unchanged. ``auto`` sets KIND_GPU with the plan's ``gpu_ids`` on GPU
     plans (a pinned subset of them is kept) and KIND_CPU on CPU plans, resolves KIND_AUTO
-    explicitly, keeps KIND_MODEL (warning), leaves ensembles alone, sets every group's count to
-    ``count`` when given, and drops ``gpu_execution_accelerator`` when no group is on a GPU. On a host
-    with mixed GPUs, ``cc_model_filenames`` limits GPU instances to the GPUs (facts in ``host``) it
-    has a plan for.
+    explicitly, keeps KIND_MODEL (warning), keeps KIND_CPU groups on the CPU unless the model asks
+    for a ``gpu_execution_accelerator`` that would otherwise run nowhere (then they move to the
+    plan's GPUs), places CPU-only backends (OpenVINO) on KIND_CPU, leaves ensembles alone, sets
+    every group's count to ``count`` when given, and drops ``gpu_execution_accelerator`` (warning)
+    when no group is on a GPU. On a host with mixed GPUs, ``cc_model_filenames`` limits GPU
+    instances to the GPUs (facts in ``host``) it has a plan for. ``backend`` is the model's backend
+    when the config does not name it.
     Returns ``(rendered copy, warnings)``; call ``validate`` on the result.
     """
     if policy not in POLICIES:
@@ -283,8 +251,9 @@ def render_for_host(
     if policy == "keep" or _is_ensemble(rendered):
         return rendered, []
     groups = model_config_pb2.ModelInstanceGroup
+    backend = backend or backend_of(rendered)
     warnings: list[str] = []
-    supported = _supported_gpus(plan, gpu_build)
+    supported = [] if backend in CPU_ONLY_BACKENDS else _supported_gpus(plan, gpu_build)
     if plan.get("enable_gpu") and not gpu_build:
         warnings.append(
             f"model {rendered.name}: the plan wants GPUs but the installed server is a CPU-only build; "
@@ -298,6 +267,10 @@ def render_for_host(
         )
     if not rendered.instance_group:
         rendered.instance_group.add(kind=groups.KIND_AUTO)
+    accelerated = bool(rendered.optimization.execution_accelerators.gpu_execution_accelerator)
+    # An accelerator on a model whose groups are all KIND_CPU would be ignored by the backend (it
+    # applies GPU accelerators to GPU instances only): the author asked for the GPU.
+    cpu_to_gpu = accelerated and bool(supported) and all(g.kind in (groups.KIND_CPU,) for g in rendered.instance_group)
     for index, group in enumerate(rendered.instance_group):
         name = _group_name(rendered, index)
         if group.kind == groups.KIND_MODEL:
@@ -305,14 +278,19 @@ def render_for_host(
                 f"instance group {name} of model {rendered.name} has kind KIND_MODEL: kept as written, the "
                 f"backend decides its devices; set kind KIND_GPU or KIND_CPU to let tritonfleet place it"
             )
-        elif group.kind == groups.KIND_CPU:
+        elif group.kind == groups.KIND_CPU and not cpu_to_gpu:
             if group.gpus:
                 warnings.append(f"instance group {name} of model {rendered.name}: KIND_CPU lists gpus; removed them")
                 del group.gpus[:]
         elif supported:
+            if group.kind == groups.KIND_CPU:
+                warnings.append(
+                    f"instance group {name} of model {rendered.name}: KIND_CPU moved to KIND_GPU on gpus {placeable} "
+                    "because the model lists a gpu_execution_accelerator, which runs only on GPU instances"
+                )
             listed = list(group.gpus)
             if not listed or not set(listed) <= set(placeable):
-                if listed:
+                if listed and group.kind != groups.KIND_CPU:
                     warnings.append(
                         f"instance group {name} of model {rendered.name}: gpus {listed} are not all usable on "
                         f"this host; replaced with {placeable} from the plan's gpu_ids"
@@ -321,11 +299,18 @@ def render_for_host(
                 group.gpus.extend(placeable)
             group.kind = groups.KIND_GPU
         else:
+            if group.kind == groups.KIND_GPU and backend in CPU_ONLY_BACKENDS:
+                warnings.append(
+                    f"instance group {name} of model {rendered.name}: KIND_GPU rendered as KIND_CPU, the {backend} "
+                    "backend runs only on the CPU"
+                )
             group.kind = groups.KIND_CPU
             del group.gpus[:]
         if count:
             group.count = count
-    on_gpu = any(g["kind"] == "KIND_GPU" for g in effective_instance_groups(rendered, plan, gpu_build))
+        elif group.count < 0:
+            group.count = 0
+    on_gpu = any(g["kind"] == "KIND_GPU" for g in effective_instance_groups(rendered, plan, gpu_build, backend))
     accelerators = rendered.optimization.execution_accelerators
     if accelerators.gpu_execution_accelerator and not on_gpu:
         names = ", ".join(a.name for a in accelerators.gpu_execution_accelerator)
@@ -342,6 +327,7 @@ def render_for_host(
 
 
 def _kind_problems(config: Any, plan: dict[str, Any], host: dict[str, Any], gpu_build: bool) -> list[Problem]:
+    """core NormalizeInstanceGroup (KIND_AUTO resolution) then ValidateInstanceGroup, group by group."""
     groups = model_config_pb2.ModelInstanceGroup
     supported = _supported_gpus(plan, gpu_build)
     problems = []
@@ -363,7 +349,7 @@ def _kind_problems(config: Any, plan: dict[str, Any], host: dict[str, Any], gpu_
                     "use instance policy auto for this host, set kind: KIND_CPU, or install a GPU-enabled build",
                 )
             )
-        elif resolved == groups.KIND_GPU and not supported:
+        elif resolved == groups.KIND_GPU and not listed and not supported:
             problems.append(
                 Problem(
                     "error",
@@ -378,23 +364,10 @@ def _kind_problems(config: Any, plan: dict[str, Any], host: dict[str, Any], gpu_
                 )
             )
         elif resolved == groups.KIND_GPU:
-            for gid in listed:
-                if gid not in supported:
-                    problems.append(
-                        Problem(
-                            "error",
-                            "invalid_gpu_id",
-                            config.name,
-                            name,
-                            f"{prefix} specifies invalid or unsupported gpu id {gid}. GPUs with at least the minimum "
-                            f"required CUDA compute compatibility of {float(_min_cc(plan)):.6f} are: "
-                            f"{', '.join(str(g) for g in supported)}",
-                            f"gpus: {listed}; compute capability of gpu {gid} in host facts: "
-                            f"{_gpu_cc(host, gid) or 'no such gpu'}",
-                            f"gpu ids from the plan's gpu_ids {supported}",
-                            f"list only gpu ids in {supported}, remove 'gpus' to use all of them, or use policy auto",
-                        )
-                    )
+            # Triton stops at the first id it cannot use; its list of usable GPUs may be empty.
+            gid = next((g for g in listed if g not in supported), None)
+            if gid is not None:
+                problems.append(_invalid_gpu_problem(config, name, prefix, gid, listed, supported, plan, host))
         elif resolved in (groups.KIND_CPU, groups.KIND_MODEL) and listed:
             kind = _kind_name(resolved)
             problems.append(
@@ -404,7 +377,12 @@ def _kind_problems(config: Any, plan: dict[str, Any], host: dict[str, Any], gpu_
                     config.name,
                     name,
                     f"{prefix} has kind {kind} but specifies one or more GPUs",
-                    f"kind {kind} with gpus: {listed}",
+                    f"kind {kind} with gpus: {listed}"
+                    + (
+                        " (KIND_AUTO resolves to KIND_CPU when a listed gpu is not usable)"
+                        if group.kind != resolved
+                        else ""
+                    ),
                     "'gpus' only with KIND_GPU or KIND_AUTO",
                     "remove 'gpus' from the group or change its kind to KIND_GPU",
                 )
@@ -412,7 +390,36 @@ def _kind_problems(config: Any, plan: dict[str, Any], host: dict[str, Any], gpu_
     return problems
 
 
-def _accelerator_problems(config: Any, plan: dict[str, Any], host: dict[str, Any], on_gpu: bool) -> list[Problem]:
+def _invalid_gpu_problem(
+    config: Any,
+    name: str,
+    prefix: str,
+    gid: int,
+    listed: list[int],
+    supported: list[int],
+    plan: dict[str, Any],
+    host: dict[str, Any],
+) -> Problem:
+    usable = ", ".join(str(g) for g in supported)
+    return Problem(
+        "error",
+        "invalid_gpu_id",
+        config.name,
+        name,
+        f"{prefix} specifies invalid or unsupported gpu id {gid}. GPUs with at least the minimum required CUDA "
+        f"compute compatibility of {float(_min_cc(plan)):.6f} are: {usable}",
+        f"gpus: {listed}; compute capability of gpu {gid} in host facts: "
+        f"{gpu_compute_capability(host, gid) or 'no such gpu'}; the plan gives Triton gpu_ids {supported}",
+        f"gpu ids from the plan's gpu_ids {supported}" if supported else "no gpu ids: the plan gives Triton no GPU",
+        f"list only gpu ids in {supported}, remove 'gpus' to use all of them, or use policy auto"
+        if supported
+        else "use instance policy auto for this host, or set kind: KIND_CPU and remove 'gpus'",
+    )
+
+
+def _accelerator_problems(
+    config: Any, plan: dict[str, Any], host: dict[str, Any], on_gpu: bool, backend: str
+) -> list[Problem]:
     problems = []
     accelerators = config.optimization.execution_accelerators
     gpu_names = [a.name for a in accelerators.gpu_execution_accelerator]
@@ -431,7 +438,7 @@ def _accelerator_problems(config: Any, plan: dict[str, Any], host: dict[str, Any
                 "remove optimization.execution_accelerators.gpu_execution_accelerator or use instance policy auto",
             )
         )
-    if _backend(config) != "onnxruntime":
+    if backend != "onnxruntime":
         return problems
     arch = host.get("arch") or plan.get("arch")
     for name in gpu_names if on_gpu else []:
@@ -466,7 +473,7 @@ def _cc_problems(config: Any, host: dict[str, Any], effective: list[dict[str, An
     problems = []
     for group in effective:
         for gid in group["gpus"]:
-            cc = _gpu_cc(host, gid)
+            cc = gpu_compute_capability(host, gid)
             if cc is None or cc in config.cc_model_filenames:
                 continue
             problems.append(
@@ -485,23 +492,101 @@ def _cc_problems(config: Any, host: dict[str, Any], effective: list[dict[str, An
     return problems
 
 
-def validate(config: Any, plan: dict[str, Any], host: dict[str, Any], gpu_build: bool = True) -> list[Problem]:
-    """Check a config against the host with Triton's rules; return the problems found (may be empty).
+def _count_warnings(config: Any) -> list[str]:
+    return [
+        f"instance group {_group_name(config, i)} of model {config.name} has count {g.count}: Triton uses its default "
+        "count instead (core NormalizeInstanceGroup); write count: 1 or more"
+        for i, g in enumerate(config.instance_group)
+        if g.count < 0
+    ]
+
+
+def validate(
+    config: Any, plan: dict[str, Any], host: dict[str, Any], gpu_build: bool = True, backend: str | None = None
+) -> list[Problem]:
+    """Check a config's instance groups against the host with Triton's rules; return the problems (may be empty).
 
     Covers KIND_GPU without usable GPUs or on a CPU-only build, GPU ids outside the plan's
-    supported set, ``gpus`` on KIND_CPU/KIND_MODEL, GPU accelerators on CPU-only models,
-    ONNX Runtime accelerator names (``openvino`` is not built on aarch64) and
-    ``cc_model_filenames`` without an entry for a used GPU's compute capability.
+    supported set, ``gpus`` on KIND_CPU/KIND_MODEL, GPU instances of a CPU-only backend
+    (OpenVINO), GPU accelerators on CPU-only models, ONNX Runtime accelerator names
+    (``openvino`` is not built on aarch64) and ``cc_model_filenames`` without an entry for a used
+    GPU's compute capability.
     """
     if _is_ensemble(config):
         return []
+    backend = backend or backend_of(config)
     problems = _kind_problems(config, plan, host, gpu_build)
-    effective = effective_instance_groups(config, plan, gpu_build)
+    effective = effective_instance_groups(config, plan, gpu_build, backend)
     on_gpu = any(g["kind"] == "KIND_GPU" for g in effective)
-    problems += _accelerator_problems(config, plan, host, on_gpu)
+    if backend in CPU_ONLY_BACKENDS and on_gpu and not problems:
+        problems.append(cpu_only_backend_problem(config, backend))
+    problems += _accelerator_problems(config, plan, host, on_gpu, backend)
     if not any(p.code in ("gpu_kind_cpu_build", "gpu_kind_no_gpu", "invalid_gpu_id") for p in problems):
         problems += _cc_problems(config, host, effective)
     return problems
+
+
+@dataclass
+class RenderedConfig:
+    """One config rendered for a host: the text to serve, the parsed messages, and what stands in the way.
+
+    ``config_problems`` are Triton's config rules (its repository poll, the first failing one);
+    ``instance_problems`` the instance-group and backend-device rules (Triton checks them when it
+    creates the model, after the versions and the backend library).
+    """
+
+    text: str
+    source: Any
+    rendered: Any
+    completed: Any
+    instance_groups: list[dict[str, Any]]
+    warnings: list[str]
+    config_problems: list[Problem]
+    instance_problems: list[Problem]
+
+    @property
+    def problems(self) -> list[Problem]:
+        """The problems Triton would report, its first reason first."""
+        return self.config_problems or self.instance_problems
+
+
+def render_model(
+    text: str,
+    path: str,
+    plan: dict[str, Any],
+    host: dict[str, Any],
+    policy: str = "auto",
+    gpu_build: bool = True,
+    count: int | None = None,
+    name: str | None = None,
+    listing: ModelListing | None = None,
+    auto_complete: bool = False,
+) -> RenderedConfig:
+    """Parse, render and check one config for the host, under either policy.
+
+    ``name`` is the model's directory name (default: the directory of ``path``), ``listing`` what
+    the directory holds (None: unknown), ``auto_complete`` whether the server completes configs
+    from model files (tritonfleet's service does not). The release of the plan keys the rules that
+    changed between releases. Raises ``ModelConfigError`` only for a file the schema rejects.
+    """
+    directory = name or Path(path).parent.name
+    source = parse_config(text, path, directory)
+    backend = backend_of(autocomplete(source, directory, listing)[0])
+    rendered, warnings = render_for_host(source, plan, host, policy, gpu_build, count, backend)
+    # Triton judges the config it is given: the rendered one.
+    completed, poll = config_problems(rendered, directory, plan.get("release"), listing, auto_complete)
+    instance = [] if poll else validate(rendered, plan, host, gpu_build, backend)
+    out = text if policy == "keep" else _HEADER.format(policy=policy) + to_text(rendered)
+    return RenderedConfig(
+        out,
+        source,
+        rendered,
+        completed,
+        effective_instance_groups(rendered, plan, gpu_build, backend),
+        warnings + _count_warnings(rendered),
+        poll,
+        instance,
+    )
 
 
 def _read_optional(path: Path) -> str | None:
@@ -520,20 +605,19 @@ def render_text(
     gpu_build: bool = True,
     count: int | None = None,
     name: str | None = None,
+    listing: ModelListing | None = None,
 ) -> tuple[str, list[dict[str, Any]], list[str]]:
     """Parse, render and validate one config; return ``(file text, instance groups, warnings)``.
 
     ``keep`` returns ``text`` unchanged (comments kept); ``auto`` returns a header line plus
-    ``to_text`` of the rendered config. Raises ``ModelConfigError`` listing every error problem.
+    ``to_text`` of the rendered config. ``listing`` is what the model directory holds (None when
+    only the text is known). Raises ``ModelConfigError`` listing every error problem.
     """
-    config = parse_config(text, path, name)
-    rendered, warnings = render_for_host(config, plan, host, policy, gpu_build, count)
-    problems = validate(rendered, plan, host, gpu_build)
-    errors = [p for p in problems if p.severity == "error"]
+    result = render_model(text, path, plan, host, policy, gpu_build, count, name, listing)
+    errors = [p for p in result.problems if p.severity == "error"]
     if errors:
         raise ModelConfigError("; ".join(p.text(path) for p in errors), errors)
-    out = text if policy == "keep" else _HEADER.format(policy=policy) + to_text(rendered)
-    return out, effective_instance_groups(rendered, plan, gpu_build), warnings
+    return result.text, result.instance_groups, result.warnings
 
 
 def render_repository(
@@ -580,6 +664,7 @@ def render_repository(
                 gpu_build,
                 override.get("count") or count,
                 model_dir.name,
+                read_listing(model_dir),
             )
         except ModelConfigError as err:
             messages.append(str(err))

@@ -18,15 +18,21 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ansible.module_utils.triton_model_config import ModelConfigError, render_text
+from ansible.module_utils.triton_model_config import model_config_pb2
+from ansible.module_utils.triton_model_repository import (
+    RenderSettings,
+    check_repository,
+    problems_message,
+    scan_repository,
+)
+from ansible.module_utils.triton_model_rules import missing_config_problem, read_listing
 from ansible.module_utils.triton_release_tree import (
     CONFIG_NAME,
-    IGNORED_DIR_NAMES,
+    INSTANCE_GROUPS_NAME,
     ReleaseError,
     digest_entries,
     file_sha256,
@@ -36,12 +42,8 @@ from ansible.module_utils.triton_release_tree import (
     write_archive,
 )
 
-INSTANCE_GROUPS_NAME = "instance_groups.json"
 # The release packed for the host, next to its directory: <build dir>/<release id>.tar
 ARCHIVE_SUFFIX = ".tar"
-
-# render(model, text, path) -> (rendered text, instance groups, warnings)
-Renderer = Callable[[str, str, str], tuple[str, list[dict], list[str]]]
 
 
 @dataclass
@@ -59,40 +61,20 @@ class ReleaseBuild:
 
 
 def model_names(root: Path) -> list[str]:
-    """Return the model directories of a repository (sorted), each checked for a config.
+    """Return the model directories of a repository (sorted); raise ReleaseError for a bad layout.
 
-    Raises ReleaseError for a repository without models, a file at the top level, or a
-    model directory without ``config.pbtxt`` (the service disables auto-complete, so the
-    server would refuse it).
+    Refuses a repository without models, files at its top level, links leaving it, and a model
+    directory without ``config.pbtxt`` (the service disables auto-complete, so the server would
+    refuse it), every problem in one message.
     """
-    names: list[str] = []
-    stray: list[str] = []
-    for entry in sorted(root.iterdir()):
-        if entry.name.startswith(".") or entry.name in IGNORED_DIR_NAMES:
-            continue
-        if entry.name == INSTANCE_GROUPS_NAME and entry.is_file():
-            continue
-        if not entry.is_dir():
-            stray.append(entry.name)
-            continue
-        if not (entry / CONFIG_NAME).is_file():
-            raise ReleaseError(
-                f"model {entry.name} has no {CONFIG_NAME}: {entry} holds "
-                f"{sorted(p.name for p in entry.iterdir()) or 'nothing'}; every model directory needs "
-                f"its own {CONFIG_NAME} (tritonfleet renders it per host); add one or remove the directory"
-            )
-        names.append(entry.name)
-    if stray:
-        raise ReleaseError(
-            f"model repository {root} has files at its top level: {', '.join(stray)}; a repository "
-            "holds only model directories; move or remove those files"
-        )
-    if not names:
-        raise ReleaseError(
-            f"model repository {root} holds no model: no sub-directory with a {CONFIG_NAME} found; "
-            "a release needs at least one model; point triton_models_src at a repository such as "
-            "examples/model_repository"
-        )
+    names, problems = scan_repository(root)
+    problems += [
+        missing_config_problem(model_config_pb2.ModelConfig(), name, read_listing(root / name), auto_complete=False)
+        for name in names
+        if not (root / name / CONFIG_NAME).is_file()
+    ]
+    if problems:
+        raise ReleaseError(problems_message(root, problems), [p.as_dict() for p in problems])
     return names
 
 
@@ -101,39 +83,22 @@ def instance_groups_json(groups: dict[str, list[dict]]) -> str:
     return json.dumps(groups, indent=2, sort_keys=True) + "\n"
 
 
-def build_release(src: Path, build_root: Path, render: Renderer, write: bool = True) -> ReleaseBuild:
+def build_release(src: Path, build_root: Path, settings: RenderSettings, write: bool = True) -> ReleaseBuild:
     """Assemble the release of ``src`` for one host under ``build_root/<release id>``.
 
-    ``render(model, text, path)`` returns the host's config text, its instance groups and
-    warnings, and raises ModelConfigError on a config the host cannot serve (every model is
-    tried, then one ReleaseError lists all refusals). The id is computed from the source
+    ``settings`` (``host_renderer``) say how the host renders and judges the repository;
+    ``check_repository`` judges every model in Triton's order first, and one ReleaseError lists
+    every problem, four parts each, before anything is written. The id is computed from the source
     files and the rendered text before anything is written, so ``write=False`` (check mode)
     gives the same id and writes nothing. A release is written into a temporary directory
     and renamed to its id: complete or absent; an existing one is reused. Raises
     ReleaseError or OSError.
     """
-    models = model_names(src)
-    configs: dict[str, str] = {}
-    groups: dict[str, list[dict]] = {}
-    warnings: list[str] = []
-    refused: list[str] = []
-    problems: list[dict[str, Any]] = []
-    for model in models:
-        config_path = src / model / CONFIG_NAME
-        try:
-            text, model_groups, model_warnings = render(
-                model, config_path.read_text(encoding="utf-8"), str(config_path)
-            )
-        except ModelConfigError as err:
-            # Every model is rendered before failing, so one run reports all refusals.
-            refused.append(str(err))
-            problems.extend(problem.as_dict() for problem in err.problems)
-            continue
-        configs[model] = text
-        groups[model] = model_groups
-        warnings.extend(model_warnings)
-    if refused:
-        raise ReleaseError("; ".join(refused), problems)
+    check = check_repository(src, settings)
+    if check.errors:
+        raise ReleaseError(problems_message(src, check.problems), [p.as_dict() for p in check.errors])
+    models, configs, groups, warnings = check.models, check.configs, check.instance_groups, list(check.warnings)
+    warnings += [f"{p.model}: {p.message}" for p in check.problems if p.severity != "error"]
 
     sources = [
         relative
@@ -204,21 +169,24 @@ def host_renderer(
     gpu_build: bool,
     policy_overrides: dict[str, str] | None = None,
     counts: dict[str, int] | None = None,
-) -> Renderer:
-    """Return a ``Renderer`` that renders each model for the host with its own policy/count.
+    release_backends: list[str] | None = None,
+) -> RenderSettings:
+    """Return how the host renders and judges each model: its own policy/count, the release's backends.
 
     ``policy_overrides`` and ``counts`` map model names to a policy (``auto``/``keep``) and
     an instance count; a model without an entry gets ``policy`` and its written count.
+    ``release_backends`` are the backends of the release that will serve the repository (None:
+    not known yet, not checked).
     """
-    overrides = policy_overrides or {}
-    model_counts = counts or {}
-
-    def render(model: str, text: str, path: str) -> tuple[str, list[dict], list[str]]:
-        return render_text(
-            text, path, plan, host, overrides.get(model, policy), gpu_build, model_counts.get(model), model
-        )
-
-    return render
+    return RenderSettings(
+        plan,
+        host,
+        policy,
+        gpu_build,
+        dict(policy_overrides or {}),
+        dict(counts or {}),
+        None if release_backends is None else tuple(release_backends),
+    )
 
 
 def check_overrides(src: Path, policies: dict[str, Any], counts: dict[str, Any]) -> dict[str, int]:

@@ -15,6 +15,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 CONFIG_NAME = "config.pbtxt"
+# The rendered instance groups a release carries next to its models (read by verification).
+INSTANCE_GROUPS_NAME = "instance_groups.json"
 IGNORED_DIR_NAMES = frozenset({"__pycache__"})
 IGNORED_SUFFIXES = (".pyc", ".pyo")
 RELEASE_ID_LENGTH = 16

@@ -25,6 +25,7 @@ from ansible.module_utils.triton_compat import (
 MATRIX_PATH = Path(__file__).resolve().parents[2] / "roles" / "triton_platform" / "files" / "triton_matrix.yml"
 
 PLAN_KEYS = {
+    "backends",
     "release",
     "server_version",
     "install_method",
@@ -902,3 +903,41 @@ def test_jetson_artifact_has_the_same_keys_everywhere(matrix, host_fn, release, 
     assert set(artifact) == ARTIFACT_KEYS
     assert artifact["kind"] == kind
     assert artifact["server_version"] == resolve_release(matrix, release)["server_version"]
+
+
+@pytest.mark.parametrize(
+    ("release", "method", "expected"),
+    [
+        ("24.10", "wheel", ["python"]),
+        (
+            "24.10",
+            "container",
+            [
+                "dali",
+                "fil",
+                "identity",
+                "onnxruntime",
+                "openvino",
+                "python",
+                "pytorch",
+                "repeat",
+                "square",
+                "tensorflow",
+                "tensorrt",
+            ],
+        ),
+        (
+            "25.03",
+            "container",
+            ["dali", "fil", "identity", "onnxruntime", "openvino", "python", "pytorch", "repeat", "square", "tensorrt"],
+        ),
+        ("24.10", "tarball", None),
+        ("24.10", "source", None),
+    ],
+    ids=["wheel", "container-24.10", "container-25.03-no-tensorflow", "tarball-unpublished", "source-decided-by-build"],
+)
+def test_plan_names_the_backends_the_install_method_provides(matrix, release, method, expected):
+    host = with_containers(dgpu_host([gpu(0, "NVIDIA A100-SXM4-80GB", "8.0")], driver="580.65.06"))
+    result = plan(matrix, host, release, method)
+    assert result["backends"] == expected
+    assert (expected is None) == any("backends of a" in note and "not published" in note for note in result["notes"])

@@ -410,7 +410,7 @@ def write_model(root: Path, name: str, body: str) -> None:
 
 def test_render_repository_renders_every_model_and_reports_changes(tmp_path):
     src, dest = tmp_path / "src", tmp_path / "dest"
-    write_model(src, "a", "instance_group [{ kind: KIND_GPU }]")
+    write_model(src, "a", 'backend: "python"\ninstance_group [{ kind: KIND_GPU }]')
     write_model(src, "b", 'backend: "onnxruntime"')
     (src / "no_config").mkdir()
     rendered, warnings = render_repository(str(src), str(dest), CPU_PLAN, CPU_HOST, models={"b": {"count": 4}})
@@ -429,8 +429,8 @@ def test_render_repository_renders_every_model_and_reports_changes(tmp_path):
 def test_render_repository_reports_all_broken_models_at_once(tmp_path):
     src = tmp_path / "src"
     write_model(src, "bad_syntax", "instance_group [")
-    write_model(src, "bad_gpu", "instance_group [{ kind: KIND_GPU }]")
-    write_model(src, "good", "instance_group [{ kind: KIND_CPU }]")
+    write_model(src, "bad_gpu", 'backend: "python"\ninstance_group [{ kind: KIND_GPU }]')
+    write_model(src, "good", 'backend: "python"\ninstance_group [{ kind: KIND_CPU }]')
     with pytest.raises(ModelConfigError) as err:
         render_repository(str(src), str(tmp_path / "dest"), CPU_PLAN, CPU_HOST, policy="keep")
     message = str(err.value)

@@ -1,0 +1,1715 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Triton's model-configuration rules that need no model loading, in Triton's order and wording.
+
+Each rule is a row of ``RULES`` (code, the Triton source it comes from, the first release that
+has it); docs/model-config-rules.md lists them with their upstream location and wording. The
+functions here are pure: they take parsed ``ModelConfig`` messages (Triton's schema, parsed by
+``triton_model_config``), what a model directory holds (``ModelListing``) and the plan's release,
+and return ``Problem`` objects; they never read files, never exit.
+
+Triton checks a model in phases and stops a model at its first error; ``config_problems``
+(repository poll: ``AutoCompleteBackendFields``, ``ValidateModelConfig``,
+``ValidateModelIOConfig``, the directory name), ``load_problems`` (versions, backend library,
+model files), and ``ensemble_problems`` (dependency graph, required versions,
+``ValidateEnsembleConfig``) follow that order, so the first reason given is Triton's.
+Instance groups (``ValidateInstanceGroup``) are checked by ``triton_model_config``.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ansible.module_utils.triton_versions import version_at_least
+
+ENSEMBLE_PLATFORM = "ensemble"
+PYTHON_BACKEND = "python"
+PYTHON_RUNTIME = "model.py"
+WILDCARD_DIM = -1
+# core src/constants.h: platforms and the backends they name (GetBackendTypeFromPlatform).
+PLATFORM_BACKENDS = {
+    "tensorflow_graphdef": "tensorflow",
+    "tensorflow_savedmodel": "tensorflow",
+    "tensorrt_plan": "tensorrt",
+    "onnxruntime_onnx": "onnxruntime",
+    "pytorch_libtorch": "pytorch",
+}
+# core GetBackendType: the backends whose platform must match (others accept any platform).
+TYPED_BACKENDS = frozenset(PLATFORM_BACKENDS.values())
+# Version sub-directories Triton skips (core model_lifecycle.cc VersionsToLoad).
+NON_VERSION_DIRS = frozenset({"warmup", "initial_state", "configs"})
+# The model file each backend opens by default, per version directory, and whether it is a file
+# ("file"), a directory ("dir") or either ("any"). Sources: core AutoCompleteBackendFields and
+# constants.h; python_backend src/stub_launcher.cc; onnxruntime_backend src/onnxruntime.cc
+# LoadModel (a directory holds model.onnx); tensorrt_backend src/model_state.cc; pytorch_backend
+# src/libtorch.cc; tensorflow_backend src/tensorflow.cc; openvino_backend src/openvino.cc (the IR
+# weights model.bin sit next to model.xml). Backends not listed open no file by default.
+DEFAULT_MODEL_FILES: dict[str, tuple[str, str]] = {
+    "python": ("model.py", "file"),
+    "onnxruntime": ("model.onnx", "any"),
+    "tensorrt": ("model.plan", "file"),
+    "pytorch": ("model.pt", "file"),
+    "openvino": ("model.xml", "file"),
+    "tensorflow_savedmodel": ("model.savedmodel", "dir"),
+    "tensorflow_graphdef": ("model.graphdef", "file"),
+}
+# Backends whose auto-complete can produce a whole config from the model file (used only when
+# the server runs with auto-complete, which tritonfleet's service never does): TensorFlow
+# GraphDef and unknown backends cannot (tensorflow_backend src/tensorflow.cc AutoCompleteConfig).
+CONFIG_FROM_MODEL_BACKENDS = frozenset({"onnxruntime", "tensorrt", "openvino", "python", "pytorch", "tensorflow"})
+# Backends that run only on the CPU; core NormalizeInstanceGroup gives them their preferred
+# KIND_CPU group (openvino_backend src/openvino.cc TRITONBACKEND_GetBackendAttribute).
+CPU_ONLY_BACKENDS = frozenset({"openvino"})
+_LEADING_INT = re.compile(r"\s*[+-]?\d+")
+# core ValidateIOShape names the tensor in its messages from 24.07 ("model input 'x' has different ...");
+# r24.06 and older say "model input has different ..." and "model output must specify 'data_type'" for
+# inputs and outputs alike (core@r24.06 and @r24.07 src/model_config_utils.cc).
+IO_NAME_WORDING_SINCE = "24.07"
+# core backend_model.cc looks the backend library up with GetBackendLibraryProperties from 24.01 (Python-based
+# backends, the runtime escape check); up to 23.12 it says "unable to find '<library>' for model '<m>',
+# searched: ..." for a missing backend and a missing runtime alike (core@r23.12 TritonModel::Create).
+BACKEND_LOOKUP_SINCE = "24.01"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One rule a model breaks.
+
+    ``message`` is Triton's own wording where Triton has one, ``found`` says what was seen where,
+    ``supported`` what would work, and ``fix`` what to change.
+    """
+
+    severity: str
+    code: str
+    model: str
+    group: str | None
+    message: str
+    found: str
+    supported: str
+    fix: str
+
+    def text(self, path: str) -> str:
+        """Return the four-part message for the config or model at ``path``."""
+        return f"{path}: {self.message}. Found: {self.found}. Supported: {self.supported}. Fix: {self.fix}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the problem as plain data for module results."""
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "model": self.model,
+            "group": self.group,
+            "message": self.message,
+            "found": self.found,
+            "supported": self.supported,
+            "fix": self.fix,
+        }
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule of Triton's (or, where ``source`` says tritonfleet, of the deployment's) and where it lives."""
+
+    code: str
+    phase: str
+    source: str
+    since: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelListing:
+    """What a model directory holds: its sub-directories with their entries (name -> is a directory)
+    and its top-level files. Symlinks inside the repository appear as what they point to."""
+
+    subdirs: Mapping[str, Mapping[str, bool]]
+    files: frozenset[str] = frozenset()
+
+
+@dataclass
+class ModelState:
+    """One model as the repository checks see it: its completed config, where it failed, what loads."""
+
+    name: str
+    config: Any | None
+    listing: ModelListing | None
+    failed_phase: str | None = None
+    error: str | None = None
+    versions: list[int] = field(default_factory=list)
+
+
+Finding = tuple[str, str, str, str]
+
+# Every rule, in the order Triton applies them (docs/model-config-rules.md lists the same rows).
+RULES: tuple[Rule, ...] = (
+    # --- repository poll: config, server-side auto-complete, ValidateModelConfig, ValidateModelIOConfig
+    Rule("config_missing", "poll", "tritonfleet: the service runs --disable-auto-complete-config; core model.cc Init"),
+    Rule("backend_undetermined", "poll", "core model_config_utils.cc AutoCompleteBackendFields"),
+    Rule("platform_unknown", "poll", "core model_config_utils.cc ValidateModelConfig"),
+    Rule("ensemble_with_backend", "poll", "core model_config_utils.cc ValidateModelConfig"),
+    Rule("platform_backend_mismatch", "poll", "core model_config_utils.cc ValidateModelConfig"),
+    Rule("max_batch_size_negative", "poll", "core model_config_utils.cc ValidateModelConfig"),
+    Rule("preferred_batch_size_not_positive", "poll", "core model_config_utils.cc ValidateModelConfig"),
+    Rule("preferred_batch_size_too_large", "poll", "core model_config_utils.cc ValidateModelConfig"),
+    Rule("default_priority_level_range", "poll", "core model_config_utils.cc ValidateModelConfig"),
+    Rule("priority_queue_policy_level_range", "poll", "core model_config_utils.cc ValidateModelConfig"),
+    Rule("preserve_ordering_priority_levels", "poll", "core model_config_utils.cc ValidateModelConfig"),
+    Rule("preserve_ordering_delay", "poll", "core model_config_utils.cc ValidateModelConfig"),
+    Rule("sequence_response_cache", "poll", "core model_config_utils.cc ValidateModelConfig"),
+    Rule("control_tensor_unnamed", "poll", "core model_config_utils.cc GetBooleanSequenceControlProperties"),
+    Rule("control_tensor_multiple_kinds", "poll", "core model_config_utils.cc GetBooleanSequenceControlProperties"),
+    Rule("control_kind_multiple", "poll", "core model_config_utils.cc GetBooleanSequenceControlProperties"),
+    Rule("control_value_missing", "poll", "core model_config_utils.cc GetBooleanSequenceControlProperties"),
+    Rule("control_value_ambiguous", "poll", "core model_config_utils.cc GetBooleanSequenceControlProperties"),
+    Rule("control_value_count", "poll", "core model_config_utils.cc GetBooleanSequenceControlProperties"),
+    Rule("control_corrid_values", "poll", "core model_config_utils.cc GetTypedSequenceControlProperties"),
+    Rule("control_corrid_data_type", "poll", "core model_config_utils.cc ValidateModelConfig"),
+    Rule("sequence_preferred_batch_size", "poll", "core model_config_utils.cc ValidateModelConfig"),
+    Rule("sequence_slot_utilization", "poll", "core model_config_utils.cc ValidateModelConfig"),
+    Rule("ensemble_scheduling_not_ensemble", "poll", "core model_config_utils.cc ValidateEnsembleSchedulingConfig"),
+    Rule("ensemble_instance_group", "poll", "core model_config_utils.cc ValidateEnsembleSchedulingConfig"),
+    Rule("ensemble_optimization", "poll", "core model_config_utils.cc ValidateEnsembleSchedulingConfig"),
+    Rule("ensemble_model_warmup", "poll", "core model_config_utils.cc ValidateEnsembleSchedulingConfig"),
+    Rule("ensemble_no_step", "poll", "core model_config_utils.cc ValidateEnsembleSchedulingConfig"),
+    Rule("ensemble_step_model_name", "poll", "core model_config_utils.cc BuildEnsembleGraph"),
+    Rule("ensemble_step_input_map", "poll", "core model_config_utils.cc BuildEnsembleGraph"),
+    Rule("ensemble_step_output_map", "poll", "core model_config_utils.cc BuildEnsembleGraph"),
+    Rule("ensemble_tensor_output_twice", "poll", "core model_config_utils.cc BuildEnsembleGraph"),
+    Rule("ensemble_input_unused", "poll", "core model_config_utils.cc ValidateEnsembleSchedulingConfig"),
+    Rule("ensemble_output_unused", "poll", "core model_config_utils.cc ValidateEnsembleSchedulingConfig"),
+    Rule("ensemble_output_not_written", "poll", "core model_config_utils.cc ValidateEnsembleSchedulingConfig"),
+    Rule("ensemble_tensor_unused", "poll", "core model_config_utils.cc ValidateEnsembleSchedulingConfig"),
+    Rule("ensemble_scheduling_missing", "poll", "core model_config_utils.cc ValidateModelConfig"),
+    Rule("decoupled_response_cache", "poll", "core model_config_utils.cc ValidateModelConfig"),
+    Rule("io_name_missing", "poll", "core model_config_utils.cc ValidateIOShape"),
+    Rule("io_data_type_missing", "poll", "core model_config_utils.cc ValidateIOShape"),
+    Rule("io_dims_missing", "poll", "core model_config_utils.cc ValidateIOShape"),
+    Rule("io_reshape_empty_nobatch", "poll", "core model_config_utils.cc ValidateIOShape"),
+    Rule("io_dims_invalid", "poll", "core model_config_utils.cc ValidateIOShape"),
+    Rule("io_reshape_invalid", "poll", "core model_config_utils.cc ValidateIOShape"),
+    Rule("io_reshape_size", "poll", "core model_config_utils.cc ValidateIOShape"),
+    Rule("io_reshape_variable_count", "poll", "core model_config_utils.cc ValidateIOShape"),
+    Rule("io_format_dims", "poll", "core model_config_utils.cc ValidateModelInput"),
+    Rule("io_shape_tensor_platform", "poll", "core model_config_utils.cc ValidateModelInput/ValidateModelOutput"),
+    Rule("io_non_linear_platform", "poll", "core model_config_utils.cc ValidateNonLinearFormatIO", since="24.08"),
+    Rule("io_non_linear_dims", "poll", "core model_config_utils.cc ValidateNonLinearFormatIO", since="24.08"),
+    Rule("batch_input_source_count", "poll", "core model_config_utils.cc ValidateBatchIO"),
+    Rule("batch_input_data_type", "poll", "core model_config_utils.cc ValidateBatchIO"),
+    Rule("batch_input_unknown_source", "poll", "core model_config_utils.cc ValidateBatchIO"),
+    Rule("batch_output_source_count", "poll", "core model_config_utils.cc ValidateBatchIO"),
+    Rule("batch_output_unknown_source", "poll", "core model_config_utils.cc ValidateBatchIO"),
+    Rule("batch_output_unknown_target", "poll", "core model_config_utils.cc ValidateBatchIO"),
+    Rule("batch_output_duplicate_target", "poll", "core model_config_utils.cc ValidateBatchIO"),
+    Rule("directory_name_mismatch", "poll", "core model_repository_manager.cc InitializeModelInfo"),
+    # --- dependency graph (ensembles), before anything loads
+    Rule("ensemble_step_unavailable", "graph", "core model_repository_manager.cc ConnectDependencyGraph"),
+    Rule("ensemble_circular", "graph", "core model_repository_manager.cc CircularDependencyCheck"),
+    # --- load: versions, backend library, instance groups (triton_model_config), model files
+    Rule("no_version_available", "load", "core model_lifecycle.cc AsyncLoad/VersionsToLoad"),
+    Rule("backend_not_found", "load", "core backend_model.cc GetBackendRuntimeLibraryName"),
+    Rule("runtime_not_found", "load", "core backend_model.cc GetBackendLibraryProperties"),
+    Rule("runtime_escape", "load", "core backend_model.cc GetBackendLibraryProperties", since="24.01"),
+    Rule("python_based_backend_not_found", "load", "core backend_model.cc GetBackendLibraryProperties"),
+    Rule("cpu_only_backend_gpu_instance", "load", "openvino_backend src/openvino.cc ModelInstanceState"),
+    Rule("model_file_missing", "load", "backends: LoadModel/ReadModel of each backend (DEFAULT_MODEL_FILES)"),
+    # --- ensembles, once their steps are loaded
+    Rule("ensemble_step_invalid", "ensemble", "core model_repository_manager.cc CheckNode"),
+    Rule("ensemble_step_not_loaded", "ensemble", "core model_repository_manager.cc CheckNode"),
+    Rule("ensemble_required_version", "ensemble", "core model_repository_manager.cc CheckNode"),
+    Rule("ensemble_batch_size", "ensemble", "core ensemble_scheduler/ensemble_utils.cc ValidateEnsembleConfig"),
+    Rule("ensemble_map_unknown_input", "ensemble", "core ensemble_scheduler/ensemble_utils.cc ValidateTensorMapping"),
+    Rule(
+        "ensemble_tensor_inconsistent",
+        "ensemble",
+        "core ensemble_scheduler/ensemble_utils.cc ValidateTensorConsistency",
+    ),
+    Rule("ensemble_input_unmapped", "ensemble", "core ensemble_scheduler/ensemble_utils.cc ValidateTensorMapping"),
+    Rule("ensemble_map_unknown_output", "ensemble", "core ensemble_scheduler/ensemble_utils.cc ValidateTensorMapping"),
+    Rule("ensemble_outputs_same_tensor", "ensemble", "core ensemble_scheduler/ensemble_utils.cc ValidateTensorMapping"),
+    Rule(
+        "ensemble_decoupled_branching", "ensemble", "core ensemble_scheduler/ensemble_utils.cc ValidateEnsembleConfig"
+    ),
+)
+RULES_BY_CODE = {rule.code: rule for rule in RULES}
+
+
+def rule_applies(code: str, release: str | None) -> bool:
+    """True when the plan's release has the rule (an unknown release gets every rule)."""
+    since = RULES_BY_CODE[code].since
+    return since is None or release is None or version_at_least(release, since)
+
+
+def _problem(code: str, model: str, finding: Finding, group: str | None = None, severity: str = "error") -> Problem:
+    message, found, supported, fix = finding
+    return Problem(severity, code, model, group, message, found, supported, fix)
+
+
+def _enum_name(message: Any, field_name: str, value: int) -> str:
+    return message.DESCRIPTOR.fields_by_name[field_name].enum_type.values_by_number[value].name
+
+
+def _dims(dims: Iterable[int]) -> str:
+    return "[" + ",".join(str(d) for d in dims) + "]"
+
+
+def backend_of(config: Any) -> str:
+    """The backend a (completed) config names, or the one its platform implies."""
+    return config.backend or PLATFORM_BACKENDS.get(config.platform, "")
+
+
+# ---------------------------------------------------------------- server-side auto-complete
+
+
+def _version_dirs(listing: ModelListing | None) -> list[str]:
+    return sorted(listing.subdirs) if listing else []
+
+
+def autocomplete(config: Any, model_name: str, listing: ModelListing | None) -> tuple[Any, Problem | None]:
+    """Fill ``backend``, ``platform`` and ``default_model_filename`` as core AutoCompleteBackendFields does.
+
+    Triton inspects the first sub-directory (in name order) for a known model file. ``listing``
+    None means the directory is unknown (a lone config): nothing is inferred from files and an
+    undeterminable backend is not reported. Returns ``(completed copy, problem or None)``.
+    """
+    done = type(config)()
+    done.CopyFrom(config)
+    if not done.name:
+        done.name = model_name
+    subdirs = _version_dirs(listing)
+    first = listing.subdirs[subdirs[0]] if subdirs else {}
+    has_version = bool(subdirs)
+
+    def present(name: str, want_dir: bool | None = None) -> bool:
+        return name in first and (want_dir is None or first[name] == want_dir)
+
+    if not done.platform and done.backend in ("", "tensorflow"):
+        if done.default_model_filename == "model.savedmodel":
+            done.platform = "tensorflow_savedmodel"
+        elif done.default_model_filename == "model.graphdef":
+            done.platform = "tensorflow_graphdef"
+        elif not done.default_model_filename and has_version:
+            if present("model.savedmodel", True):
+                done.platform = "tensorflow_savedmodel"
+            if present("model.graphdef", False):
+                done.platform = "tensorflow_graphdef"
+    if done.platform in ("tensorflow_savedmodel", "tensorflow_graphdef"):
+        done.backend = done.backend or "tensorflow"
+        done.default_model_filename = done.default_model_filename or DEFAULT_MODEL_FILES[done.platform][0]
+        return done, None
+    inferred = (
+        ("tensorrt", "tensorrt_plan", "model.plan", False),
+        ("onnxruntime", "onnxruntime_onnx", "model.onnx", None),
+        ("openvino", None, "model.xml", None),
+        ("pytorch", "pytorch_libtorch", "model.pt", False),
+        ("python", None, "model.py", None),
+    )
+    for backend, platform, filename, want_dir in inferred:
+        named = (platform and done.platform == platform) or done.default_model_filename == filename
+        unnamed = not done.platform and not done.default_model_filename
+        if not done.backend and (named or (unnamed and has_version and present(filename, want_dir))):
+            done.backend = backend
+        if done.backend == backend:
+            if platform and not done.platform:
+                done.platform = platform
+            if not done.default_model_filename and not (backend == "pytorch" and done.runtime == PYTHON_RUNTIME):
+                done.default_model_filename = filename
+            return done, None
+    if done.backend or done.platform or done.default_model_filename or listing is None:
+        return done, None
+    backend = model_name.partition(".")[2]
+    if not backend:
+        return done, _problem(
+            "backend_undetermined",
+            done.name,
+            (
+                f"Invalid model name: Could not determine backend for model '{model_name}' with no backend in model "
+                "configuration. Expected model name of the form 'model.<backend_name>'.",
+                f"no 'backend' or 'platform' in {model_name}/config.pbtxt and "
+                + (
+                    f"no known model file in {model_name}/{subdirs[0]}/"
+                    if subdirs
+                    else f"no version directory under {model_name}/"
+                ),
+                'a config naming its backend (backend: "python", "onnxruntime", ...) or platform, or a version '
+                "directory with the backend's default model file (model.py, model.onnx, model.plan, model.pt, "
+                "model.xml, model.savedmodel, model.graphdef)",
+                f'add backend: "<name>" to {model_name}/config.pbtxt and put the model in {model_name}/1/',
+            ),
+        )
+    done.backend = backend
+    done.default_model_filename = f"model.{backend}"
+    return done, None
+
+
+def missing_config_problem(
+    empty_config: Any, directory: str, listing: ModelListing | None, auto_complete: bool
+) -> Problem | None:
+    """A model directory without ``config.pbtxt``: refused when the server does not auto-complete configs
+    (tritonfleet's service never does; core ReadTextProto's wording); with auto-complete, only where the
+    backend cannot build a config from the model file (core model.cc Init)."""
+    where = f"{directory}/config.pbtxt"
+    supported = (
+        "every model directory with its config.pbtxt: tritonfleet's service runs --disable-auto-complete-config, "
+        "so Triton never writes one"
+    )
+    if not auto_complete:
+        return _problem(
+            "config_missing",
+            directory,
+            (
+                f"failed to open text file for read {where}: No such file or directory",
+                f"model {directory} has no config.pbtxt: {directory}/ holds "
+                f"{', '.join(sorted([*listing.subdirs, *listing.files])) if listing else 'nothing'}",
+                supported,
+                f"write {where} (name, backend, inputs, outputs, instance_group), or remove {directory}/",
+            ),
+        )
+    completed, problem = autocomplete(empty_config, directory, listing)
+    if problem:
+        return problem
+    backend = backend_of(completed)
+    if backend in CONFIG_FROM_MODEL_BACKENDS and completed.platform != "tensorflow_graphdef":
+        return None
+    return _problem(
+        "config_missing",
+        directory,
+        (
+            f"model configuration is not provided for model '{directory}'",
+            f"no config.pbtxt in {directory}/ and backend {backend or 'unknown'} cannot build one from the model file",
+            supported,
+            f"write {where}",
+        ),
+    )
+
+
+# ---------------------------------------------------------------- ValidateModelConfig
+
+
+def _general_findings(c: Any, backend_known: bool) -> Iterable[tuple[str, Finding]]:
+    where = f"{c.name}/config.pbtxt"
+    if not c.backend and c.platform != ENSEMBLE_PLATFORM and backend_known:
+        yield (
+            "platform_unknown",
+            (
+                f"unexpected platform type '{c.platform}' for {c.name}",
+                f"platform: {c.platform!r} and no backend in {where}",
+                f"platforms {', '.join(sorted([*PLATFORM_BACKENDS, ENSEMBLE_PLATFORM]))}, or any 'backend' name",
+                'correct the platform\'s spelling, or name the backend instead (backend: "onnxruntime", ...)',
+            ),
+        )
+    elif c.backend and c.platform == ENSEMBLE_PLATFORM:
+        yield (
+            "ensemble_with_backend",
+            (
+                f"Ensemble model '{c.name}' must have platform type '{c.platform}' and empty backend type",
+                f'platform: "ensemble" with backend: {c.backend!r} in {where}',
+                'ensembles are scheduled by the server itself: platform "ensemble" and no backend',
+                f"remove backend: {c.backend!r} from {where}",
+            ),
+        )
+    typed = c.backend if c.backend in TYPED_BACKENDS else None
+    if typed and PLATFORM_BACKENDS.get(c.platform) != typed:
+        yield (
+            "platform_backend_mismatch",
+            (
+                f"unexpected 'platform' and 'backend' pair, got:{c.platform}, {c.backend}",
+                f"platform: {c.platform!r}, backend: {c.backend!r} in {where}",
+                "platform and backend naming the same framework: "
+                + ", ".join(f"{p}/{b}" for p, b in sorted(PLATFORM_BACKENDS.items())),
+                "remove 'platform' (the backend decides) or make it match the backend",
+            ),
+        )
+    if c.max_batch_size < 0:
+        yield (
+            "max_batch_size_negative",
+            (
+                f"'max_batch_size' must be non-negative value for {c.name}",
+                f"max_batch_size: {c.max_batch_size} in {where}",
+                "0 (the model does not batch) or the largest batch the model accepts",
+                f"set max_batch_size to 0 or a positive number in {where}",
+            ),
+        )
+
+
+def _dynamic_batching_findings(c: Any) -> Iterable[tuple[str, Finding]]:
+    if not c.HasField("dynamic_batching"):
+        return
+    where = f"{c.name}/config.pbtxt"
+    batching = c.dynamic_batching
+    for size in batching.preferred_batch_size:
+        if size <= 0:
+            yield (
+                "preferred_batch_size_not_positive",
+                (
+                    f"dynamic batching preferred size must be positive for {c.name}",
+                    f"dynamic_batching.preferred_batch_size {list(batching.preferred_batch_size)} in {where}",
+                    f"preferred batch sizes from 1 to max_batch_size ({c.max_batch_size})",
+                    "remove the sizes below 1",
+                ),
+            )
+        if size > c.max_batch_size:
+            yield (
+                "preferred_batch_size_too_large",
+                (
+                    f"dynamic batching preferred size must be <= max batch size for {c.name}",
+                    f"preferred_batch_size {list(batching.preferred_batch_size)} with max_batch_size "
+                    f"{c.max_batch_size} in {where}",
+                    f"preferred batch sizes from 1 to max_batch_size ({c.max_batch_size})",
+                    "lower the preferred sizes or raise max_batch_size",
+                ),
+            )
+    levels = batching.priority_levels
+    if levels:
+        supported = f"priority levels 1 to priority_levels ({levels})"
+        if batching.default_priority_level == 0 or batching.default_priority_level > levels:
+            yield (
+                "default_priority_level_range",
+                (
+                    f"default priority level must be in range [1, {levels}] for {c.name}",
+                    f"default_priority_level: {batching.default_priority_level}, priority_levels: {levels} in {where}",
+                    supported,
+                    f"set default_priority_level between 1 and {levels}",
+                ),
+            )
+        for level in batching.priority_queue_policy:
+            if level == 0 or level > levels:
+                yield (
+                    "priority_queue_policy_level_range",
+                    (
+                        f"priority queue policy must have priority level in range [1, {levels}] for {c.name}",
+                        f"priority_queue_policy key {level}, priority_levels: {levels} in {where}",
+                        supported,
+                        f"key the priority_queue_policy entries 1 to {levels}",
+                    ),
+                )
+    if batching.preserve_ordering:
+        if levels > 1:
+            yield (
+                "preserve_ordering_priority_levels",
+                (
+                    f"Only one priority level is allowed when 'preserve_ordering' is true for {c.name}",
+                    f"preserve_ordering: true with priority_levels: {levels} in {where}",
+                    "preserve_ordering with at most one priority level",
+                    "drop preserve_ordering or the priority levels",
+                ),
+            )
+        policies = [batching.default_queue_policy, *batching.priority_queue_policy.values()]
+        delay = type(batching.default_queue_policy).DELAY
+        if any(p.default_timeout_microseconds != 0 and p.timeout_action == delay for p in policies):
+            yield (
+                "preserve_ordering_delay",
+                (
+                    f"Queue policy can not have DELAY as timeout action when 'preserve_ordering' is true for {c.name}",
+                    f"preserve_ordering: true and a queue policy with timeout_action: DELAY in {where}",
+                    "preserve_ordering with timeout_action REJECT (or no timeout)",
+                    "set timeout_action: REJECT or drop preserve_ordering",
+                ),
+            )
+
+
+_BOOLEAN_CONTROLS = ("CONTROL_SEQUENCE_START", "CONTROL_SEQUENCE_END", "CONTROL_SEQUENCE_READY")
+_CORRID_TYPES = ("TYPE_UINT64", "TYPE_INT64", "TYPE_UINT32", "TYPE_INT32", "TYPE_STRING")
+
+
+def _control_findings(c: Any, kind_name: str, typed: bool) -> Iterable[tuple[str, Finding]]:
+    """One pass of Get{Boolean,Typed}SequenceControlProperties for control kind ``kind_name``."""
+    where = f"sequence_batching.control_input in {c.name}/config.pbtxt"
+    seen_tensors: set[str] = set()
+    seen_control = False
+    supported = "one control tensor per control kind, each with its own name and exactly one value pair"
+    for control_input in c.sequence_batching.control_input:
+        if not control_input.name:
+            yield (
+                "control_tensor_unnamed",
+                (
+                    f"sequence batching control tensor must have a name for {c.name}",
+                    f"a control_input without name in {where}",
+                    supported,
+                    "name every control_input",
+                ),
+            )
+            return
+        if control_input.name in seen_tensors:
+            yield (
+                "control_tensor_multiple_kinds",
+                (
+                    f"sequence batching control tensor '{control_input.name}' is specified for multiple control kinds "
+                    f"for {c.name}",
+                    f"control_input {control_input.name!r} listed twice in {where}",
+                    supported,
+                    f"give each control kind its own tensor instead of reusing {control_input.name!r}",
+                ),
+            )
+            return
+        seen_tensors.add(control_input.name)
+        for control in control_input.control:
+            if _enum_name(control, "kind", control.kind) != kind_name:
+                continue
+            if seen_control:
+                yield (
+                    "control_kind_multiple",
+                    (
+                        f"sequence batching specifies multiple {kind_name} tensors for {c.name}",
+                        f"two control_input entries with kind {kind_name} in {where}",
+                        supported,
+                        f"keep one {kind_name} control",
+                    ),
+                )
+                return
+            seen_control = True
+            pairs = [
+                (n, len(getattr(control, n)))
+                for n in ("int32_false_true", "fp32_false_true", "bool_false_true")
+                if len(getattr(control, n))
+            ]
+            if typed:
+                if pairs:
+                    yield (
+                        "control_corrid_values",
+                        (
+                            "sequence batching must not specify either 'int32_false_true', 'fp32_false_true' or "
+                            f"'bool_false_true' for {kind_name} for {c.name}",
+                            f"{pairs[0][0]} on the {kind_name} control {control_input.name!r} in {where}",
+                            f"{kind_name} takes a data_type, not false/true values",
+                            f"remove {pairs[0][0]} and set data_type",
+                        ),
+                    )
+                    return
+                continue
+            if not pairs:
+                yield (
+                    "control_value_missing",
+                    (
+                        "sequence batching must specify either 'int32_false_true', 'fp32_false_true' or "
+                        f"'bool_false_true' for {kind_name} for {c.name}",
+                        f"the {kind_name} control {control_input.name!r} has no false/true values in {where}",
+                        f"{kind_name} controls with one of int32_false_true, fp32_false_true, bool_false_true",
+                        "add e.g. int32_false_true: [ 0, 1 ]",
+                    ),
+                )
+                return
+            if len(pairs) > 1:
+                yield (
+                    "control_value_ambiguous",
+                    (
+                        "sequence batching specifies more than one from 'int32_false_true', 'fp32_false_true' and "
+                        f"'bool_false_true' for {kind_name} for {c.name}",
+                        f"{', '.join(n for n, _ in pairs)} on control {control_input.name!r} in {where}",
+                        "exactly one of int32_false_true, fp32_false_true, bool_false_true",
+                        "keep one of them",
+                    ),
+                )
+                return
+            name, count = pairs[0]
+            if count != 2:
+                yield (
+                    "control_value_count",
+                    (
+                        f"sequence batching control '{name}' must have exactly 2 entries for {kind_name} for {c.name}",
+                        f"{name} with {count} entries on control {control_input.name!r} in {where}",
+                        "two entries: the false value, then the true value",
+                        f"give {name} exactly two values",
+                    ),
+                )
+                return
+
+
+def _sequence_batching_findings(c: Any) -> Iterable[tuple[str, Finding]]:
+    if not c.HasField("sequence_batching"):
+        return
+    where = f"{c.name}/config.pbtxt"
+    if c.response_cache.enable:
+        yield (
+            "sequence_response_cache",
+            (
+                f"Response Cache does not currently support model {c.name} with sequence batching scheduler. Please "
+                "disable the response cache.",
+                f"sequence_batching and response_cache.enable: true in {where}",
+                "the response cache on models without sequence batching",
+                "set response_cache.enable: false",
+            ),
+        )
+        return
+    for kind_name in _BOOLEAN_CONTROLS:
+        found = list(_control_findings(c, kind_name, typed=False))
+        if found:
+            yield found[0]
+            return
+    found = list(_control_findings(c, "CONTROL_SEQUENCE_CORRID", typed=True))
+    if found:
+        yield found[0]
+        return
+    for control_input in c.sequence_batching.control_input:
+        for control in control_input.control:
+            if _enum_name(control, "kind", control.kind) != "CONTROL_SEQUENCE_CORRID":
+                continue
+            data_type = _enum_name(control, "data_type", control.data_type)
+            if data_type not in _CORRID_TYPES:
+                yield (
+                    "control_corrid_data_type",
+                    (
+                        f"unexpected data type for control CONTROL_SEQUENCE_CORRID for {c.name}. Allowed data types "
+                        "are TYPE_UINT64, TYPE_INT64, TYPE_UINT32, TYPE_INT32 and TYPE_STRING",
+                        f"data_type {data_type} on control {control_input.name!r} in {where}",
+                        ", ".join(_CORRID_TYPES),
+                        "set one of those data types",
+                    ),
+                )
+                return
+    batching = c.sequence_batching
+    if batching.HasField("oldest"):
+        for size in batching.oldest.preferred_batch_size:
+            if size <= 0 or size > c.max_batch_size:
+                what = "be positive" if size <= 0 else "be <= max batch size"
+                yield (
+                    "sequence_preferred_batch_size",
+                    (
+                        f"sequence batching preferred batch size must {what} for {c.name}",
+                        f"sequence_batching.oldest.preferred_batch_size {list(batching.oldest.preferred_batch_size)}, "
+                        f"max_batch_size {c.max_batch_size} in {where}",
+                        f"preferred batch sizes from 1 to max_batch_size ({c.max_batch_size})",
+                        "correct the preferred batch sizes",
+                    ),
+                )
+                return
+    if batching.HasField("direct"):
+        utilization = batching.direct.minimum_slot_utilization
+        if utilization < 0.0 or utilization > 1.0:
+            yield (
+                "sequence_slot_utilization",
+                (
+                    f"sequence batching minimum slot utilization must be in range (0.0, 1.0] for {c.name}",
+                    f"minimum_slot_utilization: {utilization} in {where}",
+                    "a fraction in (0.0, 1.0]",
+                    "set minimum_slot_utilization between 0 and 1",
+                ),
+            )
+
+
+def _ensemble_findings(c: Any) -> Iterable[tuple[str, Finding]]:
+    where = f"{c.name}/config.pbtxt"
+    if not c.HasField("ensemble_scheduling"):
+        if c.platform == ENSEMBLE_PLATFORM:
+            yield (
+                "ensemble_scheduling_missing",
+                (
+                    f"ensemble scheduling must be set for ensemble {c.name} whose platform is ensemble",
+                    f'platform: "ensemble" without ensemble_scheduling in {where}',
+                    "ensembles list their steps in ensemble_scheduling { step [...] }",
+                    "add ensemble_scheduling, or set the platform or backend of the model's framework",
+                ),
+            )
+        return
+    supported = (
+        'an ensemble: platform "ensemble", ensemble_scheduling with steps, no instance groups, optimization or warm-up'
+    )
+    checks = (
+        (c.platform != ENSEMBLE_PLATFORM, "ensemble_scheduling_not_ensemble",
+         f"ensemble scheduling cannot be set for model '{c.name}' whose platform is not ensemble",
+         f"ensemble_scheduling with platform: {c.platform!r} in {where}",
+         'set platform: "ensemble" (and no backend), or remove ensemble_scheduling'),
+        (len(c.instance_group) != 0, "ensemble_instance_group",
+         f"instance group should not be specified for ensemble '{c.name}'",
+         f"instance_group on ensemble {where}", "remove instance_group; each step model has its own"),
+        (c.HasField("optimization"), "ensemble_optimization",
+         f"optimization should not be specified for ensemble '{c.name}'",
+         f"optimization on ensemble {where}", "remove optimization; set it on the step models"),
+        (len(c.model_warmup) != 0, "ensemble_model_warmup",
+         f"model_warmup can not be specified for ensemble '{c.name}'",
+         f"model_warmup on ensemble {where}", "remove model_warmup; warm the step models up instead"),
+        (len(c.ensemble_scheduling.step) == 0, "ensemble_no_step",
+         f"must specify 'step' for ensemble '{c.name}'",
+         f"ensemble_scheduling without step in {where}", "list the step models in ensemble_scheduling.step"),
+    )  # fmt: skip
+    for failed, code, message, found, fix in checks:
+        if failed:
+            yield code, (message, found, supported, fix)
+            return
+    graph = _ensemble_graph(c)
+    if isinstance(graph, tuple):
+        yield graph
+        return
+    yield from _ensemble_data_flow(c, graph)
+
+
+@dataclass
+class _Tensor:
+    name: str
+    is_output: bool
+    ready: bool = False
+    prev: list[_Tensor] = field(default_factory=list)
+    next: list[_Tensor] = field(default_factory=list)
+
+
+def _ensemble_graph(c: Any) -> dict[str, _Tensor] | tuple[str, Finding]:
+    """BuildEnsembleGraph: the ensemble tensors linked step by step, or the first finding."""
+    tensors: dict[str, _Tensor] = {}
+    where = f"ensemble_scheduling of {c.name}/config.pbtxt"
+    for index, step in enumerate(c.ensemble_scheduling.step):
+        missing = (
+            ("model_name", "ensemble_step_model_name", not step.model_name),
+            ("input_map", "ensemble_step_input_map", not step.input_map),
+            ("output_map", "ensemble_step_output_map", not step.output_map),
+        )
+        for what, code, absent in missing:
+            if absent:
+                return code, (
+                    f"must specify '{what}' in step {index} of ensemble '{c.name}'",
+                    f"step {index} ({step.model_name or 'no model_name'}) without {what} in {where}",
+                    "every step with model_name, input_map and output_map",
+                    f"add {what} to step {index}",
+                )
+        produced = []
+        for key, value in step.output_map.items():
+            tensor = tensors.get(value)
+            if tensor is not None and tensor.is_output:
+                return "ensemble_tensor_output_twice", (
+                    f"ensemble tensor '{value}' can appear in an output map only once for ensemble '{c.name}' step "
+                    f"{index}",
+                    f"{value!r} written by two output_map entries (step {index}, output {key!r}) in {where}",
+                    "each ensemble tensor written by exactly one step output",
+                    f"rename one of the ensemble tensors called {value!r}",
+                )
+            if tensor is None:
+                tensor = tensors[value] = _Tensor(value, True)
+            tensor.is_output = True
+            produced.append(tensor)
+        for value in step.input_map.values():
+            tensor = tensors.setdefault(value, _Tensor(value, False))
+            for out in produced:
+                out.prev.append(tensor)
+                tensor.next.append(out)
+    return tensors
+
+
+def _ensemble_data_flow(c: Any, tensors: dict[str, _Tensor]) -> Iterable[tuple[str, Finding]]:
+    where = f"ensemble_scheduling of {c.name}/config.pbtxt"
+    supported = "every ensemble input read by a step, every output written from the inputs, no dangling tensor"
+    queue: deque[_Tensor] = deque()
+    for io in c.input:
+        tensor = tensors.get(io.name)
+        if tensor is None:
+            yield (
+                "ensemble_input_unused",
+                (
+                    f"ensemble input '{io.name}' for ensemble {c.name}' is not used",
+                    f"input {io.name!r} is in no step's input_map in {where}",
+                    supported,
+                    f"map {io.name!r} to a step input or remove it from the ensemble's inputs",
+                ),
+            )
+            return
+        tensor.ready = True
+        queue.append(tensor)
+    while queue:
+        node = queue.popleft()
+        for nxt in node.next:
+            if not nxt.ready and all(p.ready for p in nxt.prev):
+                nxt.ready = True
+                queue.append(nxt)
+    outputs = set()
+    for io in c.output:
+        tensor = tensors.get(io.name)
+        if tensor is None:
+            yield (
+                "ensemble_output_unused",
+                (
+                    f"ensemble output '{io.name}' for ensemble {c.name}' is not used",
+                    f"output {io.name!r} is in no step's output_map in {where}",
+                    supported,
+                    f"map a step output to {io.name!r} or remove it from the ensemble's outputs",
+                ),
+            )
+            return
+        if not tensor.ready:
+            message = f"output '{io.name}' for ensemble '{c.name}' is not written"
+            last, prev, seen = tensor, tensor.prev, set()
+            while prev:
+                candidates, prev = prev, []
+                for node in candidates:
+                    if not node.ready and node.name not in seen:
+                        seen.add(node.name)
+                        last, prev = node, node.prev
+                        break
+            if last.name != tensor.name:
+                message += f": at least one of its depending tensors, '{last.name}', is not connected"
+            yield (
+                "ensemble_output_not_written",
+                (
+                    message,
+                    f"no path from the ensemble inputs to output {io.name!r} in {where}",
+                    supported,
+                    "connect the missing tensor to a step output or an ensemble input",
+                ),
+            )
+            return
+        outputs.add(io.name)
+    for name, tensor in tensors.items():
+        if name not in outputs and (not tensor.ready or not tensor.next):
+            yield (
+                "ensemble_tensor_unused",
+                (
+                    f"ensemble tensor '{name}' is unused in ensemble '{c.name}'",
+                    f"{name!r} is {'never written' if not tensor.ready else 'read by no step'} in {where}",
+                    supported,
+                    f"read {name!r} in a later step, make it an ensemble output, or drop it",
+                ),
+            )
+            return
+
+
+def _io_findings(c: Any, release: str | None, auto_complete: bool) -> Iterable[tuple[str, Finding]]:
+    """ValidateModelIOConfig: inputs, outputs, then batch inputs/outputs; every message ends 'for <model>'."""
+    for side, ios in (("input", c.input), ("output", c.output)):
+        for io in ios:
+            found = _one_io(c, side, io, release, auto_complete)
+            if found:
+                code, (message, where, supported, fix) = found
+                yield code, (f"{message} for {c.name}", where, supported, fix)
+                return
+    found = _batch_io(c)
+    if found:
+        code, (message, where, supported, fix) = found
+        yield code, (f"{message} for {c.name}", where, supported, fix)
+
+
+def _one_io(c: Any, side: str, io: Any, release: str | None, auto_complete: bool) -> tuple[str, Finding] | None:
+    where = f"model {side} {io.name or '(unnamed)'} in {c.name}/config.pbtxt"
+    named = release is None or version_at_least(release, IO_NAME_WORDING_SINCE)
+    prefix = f"model {side} '{io.name}' " if named else f"model {side} "
+    shape = "dims of integers >= 1 or -1 (variable size); reshape with the same element count"
+    data_type = _enum_name(io, "data_type", io.data_type)
+    if not io.name:
+        return "io_name_missing", (
+            f"model {side} must specify 'name'",
+            f"a model {side} without name in {c.name}/config.pbtxt",
+            f"every {side} with name, data_type and dims",
+            f"name the {side}",
+        )
+    # With auto-complete the backend fills data_type and dims from the model file before Triton validates
+    # them; tritonfleet's service disables auto-complete, so they must be written.
+    if data_type == "TYPE_INVALID" and not auto_complete:
+        message = f"{prefix}must specify 'data_type'" if named else "model output must specify 'data_type'"
+        return "io_data_type_missing", (
+            message,
+            f"{where} has no data_type",
+            "every input and output with a data_type (TYPE_FP32, TYPE_INT64, ...)",
+            f"add data_type to {side} {io.name!r}",
+        )
+    if not io.dims and not auto_complete:
+        return "io_dims_missing", (
+            f"{prefix}must specify 'dims'",
+            f"{where} has no dims",
+            shape,
+            f"add dims to {side} {io.name!r} ([ 1 ] for one value per batch item)",
+        )
+    if data_type == "TYPE_INVALID" or not io.dims:
+        return None
+    if io.HasField("reshape") and not io.reshape.shape and c.max_batch_size == 0:
+        return "io_reshape_empty_nobatch", (
+            f"{prefix}cannot have empty reshape for non-batching model as scalar tensors are not supported",
+            f"reshape: {{ shape: [] }} with max_batch_size 0 on {where}",
+            "an empty reshape only on batching models (max_batch_size > 0)",
+            "give the reshape a shape or remove it",
+        )
+    if any(d < 1 and d != WILDCARD_DIM for d in io.dims):
+        return "io_dims_invalid", (
+            f"{prefix}dimension must be integer >= 1, or -1 to indicate a variable-size dimension",
+            f"dims {_dims(io.dims)} on {where}",
+            shape,
+            "replace 0 and negative dims other than -1",
+        )
+    if io.HasField("reshape"):
+        reshape = list(io.reshape.shape)
+        if any(d < 1 and d != WILDCARD_DIM for d in reshape):
+            return "io_reshape_invalid", (
+                f"{prefix}reshape dimensions must be integer >= 1, or -1 to indicate a variable-size dimension",
+                f"reshape {_dims(reshape)} on {where}",
+                shape,
+                "replace 0 and negative reshape dims other than -1",
+            )
+        dims_size, reshape_size = _element_count(io.dims), _element_count(reshape)
+        size_mismatch = (
+            prefix + "has different size for dims and reshape",
+            f"dims {_dims(io.dims)} ({dims_size} elements) and reshape {_dims(reshape)} ({reshape_size}) on {where}",
+            shape,
+            "make dims and reshape hold the same number of elements",
+        )
+        if dims_size != reshape_size and (reshape_size != 0 or dims_size != 1):
+            return "io_reshape_size", size_mismatch
+        if dims_size == WILDCARD_DIM:
+            left, right = _trunks(io.dims), _trunks(reshape)
+            if len(left) != len(right):
+                return "io_reshape_variable_count", (
+                    f"{prefix}has different number of variable-size dimensions for dims and reshape",
+                    f"dims {_dims(io.dims)} and reshape {_dims(reshape)} on {where}",
+                    shape,
+                    "give dims and reshape the same -1 dimensions",
+                )
+            if left != right:
+                return "io_reshape_size", size_mismatch
+    return _io_format(c, side, io, release, where)
+
+
+def _io_format(c: Any, side: str, io: Any, release: str | None, where: str) -> tuple[str, Finding] | None:
+    if side == "input" and _enum_name(io, "format", io.format) in ("FORMAT_NHWC", "FORMAT_NCHW") and len(io.dims) != 3:
+        return "io_format_dims", (
+            "model input NHWC/NCHW require 3 dims",
+            f"format {_enum_name(io, 'format', io.format)} with dims {_dims(io.dims)} on {where}",
+            "FORMAT_NHWC/FORMAT_NCHW with exactly three dims (no batch dimension)",
+            "give the input three dims or set format: FORMAT_NONE",
+        )
+    if c.platform != "tensorrt_plan" and io.is_shape_tensor:
+        return "io_shape_tensor_platform", (
+            "shape tensors are only supported for TensorRT platform",
+            f"is_shape_tensor: true on {where} (platform {c.platform!r})",
+            'shape tensors on platform "tensorrt_plan" only',
+            "remove is_shape_tensor",
+        )
+    if io.is_non_linear_format_io and rule_applies("io_non_linear_platform", release):
+        if c.platform != "tensorrt_plan":
+            return "io_non_linear_platform", (
+                "Non-linear IO format is only supported for the TensorRT platform",
+                f"is_non_linear_format_io: true on {where} (platform {c.platform!r})",
+                'non-linear IO format on platform "tensorrt_plan" only',
+                "remove is_non_linear_format_io",
+            )
+        if len(io.dims) != 3:
+            return "io_non_linear_dims", (
+                f"Non-linear IO format {side} requires 3 dims",
+                f"is_non_linear_format_io with dims {_dims(io.dims)} on {where}",
+                "non-linear IO tensors with exactly three dims",
+                "give the tensor three dims",
+            )
+    return None
+
+
+def _element_count(dims: Iterable[int]) -> int:
+    """triton::common::GetElementCount: -1 with any variable dim, 0 for no dims."""
+    count = None
+    for d in dims:
+        if d == WILDCARD_DIM:
+            return WILDCARD_DIM
+        count = d if count is None else count * d
+    return count or 0
+
+
+def _trunks(dims: Iterable[int]) -> list[int]:
+    counts, current = [], 1
+    for d in dims:
+        if d == WILDCARD_DIM:
+            counts.append(current)
+            current = 1
+        else:
+            current *= d
+    counts.append(current)
+    return counts
+
+
+def _batch_io(c: Any) -> tuple[str, Finding] | None:
+    inputs = {io.name for io in c.input}
+    outputs = {io.name for io in c.output}
+    where = f"{c.name}/config.pbtxt"
+    for batch in c.batch_input:
+        kind = _enum_name(batch, "kind", batch.kind)
+        if len(batch.source_input) != 1:
+            return "batch_input_source_count", (
+                f"batch input kind '{kind}' expects 1 source input, got {len(batch.source_input)}",
+                f"batch_input {batch.target_name or '(unnamed)'} kind {kind} with source_input "
+                f"{list(batch.source_input)} in {where}",
+                "exactly one source_input per batch input",
+                "list one model input in source_input",
+            )
+        data_type = _enum_name(batch, "data_type", batch.data_type)
+        if data_type not in ("TYPE_INT32", "TYPE_FP32"):
+            return "batch_input_data_type", (
+                "batch input data type must be TYPE_INT32 or TYPE_FP32",
+                f"batch_input {list(batch.target_name)} data_type {data_type} in {where}",
+                "TYPE_INT32 or TYPE_FP32",
+                "set data_type: TYPE_INT32 or TYPE_FP32",
+            )
+        for source in batch.source_input:
+            if source not in inputs:
+                return "batch_input_unknown_source", (
+                    f"unknown source input name '{source}'",
+                    f"batch_input source_input {source!r}; model inputs {sorted(inputs)} in {where}",
+                    "source_input naming one of the model's inputs",
+                    f"correct {source!r}",
+                )
+    for batch in c.batch_output:
+        kind = _enum_name(batch, "kind", batch.kind)
+        if len(batch.source_input) != 1:
+            return "batch_output_source_count", (
+                f"batch output kind '{kind}' expects 1 source input, got {len(batch.source_input)}",
+                f"batch_output {list(batch.target_name)} with source_input {list(batch.source_input)} in {where}",
+                "exactly one source_input per batch output",
+                "list one model input in source_input",
+            )
+        for source in batch.source_input:
+            if source not in inputs:
+                return "batch_output_unknown_source", (
+                    f"unknown source input name '{source}'",
+                    f"batch_output source_input {source!r}; model inputs {sorted(inputs)} in {where}",
+                    "source_input naming one of the model's inputs",
+                    f"correct {source!r}",
+                )
+        targets: set[str] = set()
+        for target in batch.target_name:
+            if target not in outputs:
+                return "batch_output_unknown_target", (
+                    f"unknown target output name '{target}'",
+                    f"batch_output target_name {target!r}; model outputs {sorted(outputs)} in {where}",
+                    "target_name naming the model's outputs, each once",
+                    f"correct {target!r}",
+                )
+            if target in targets:
+                return "batch_output_duplicate_target", (
+                    f"target output name '{target}' can only be specified once",
+                    f"target_name {target!r} twice in batch_output of {where}",
+                    "target_name naming the model's outputs, each once",
+                    f"list {target!r} once",
+                )
+            targets.add(target)
+    return None
+
+
+def config_problems(
+    config: Any,
+    directory: str,
+    release: str | None = None,
+    listing: ModelListing | None = None,
+    auto_complete: bool = False,
+) -> tuple[Any, list[Problem]]:
+    """Run the repository-poll rules on one parsed config, in Triton's order; stop at the first error.
+
+    ``directory`` is the model's directory name; ``listing`` what it holds (None: unknown, nothing
+    is inferred from files); ``auto_complete`` whether the server completes configs from the model
+    files (tritonfleet's service never does). Returns ``(completed config, [first problem])``.
+    """
+    completed, problem = autocomplete(config, directory, listing)
+    if problem:
+        return completed, [problem]
+    c = completed
+    for source in (
+        # A lone config (no directory known) may get its backend from the model file, as Triton's would.
+        _general_findings(c, bool(c.backend or c.platform or listing is not None)),
+        _dynamic_batching_findings(c),
+        _sequence_batching_findings(c),
+        _ensemble_findings(c),
+        _decoupled_findings(c),
+        _io_findings(c, release, auto_complete),
+    ):
+        for code, finding in source:
+            return completed, [_problem(code, c.name, finding)]
+    if c.name != directory:
+        return completed, [
+            _problem(
+                "directory_name_mismatch",
+                c.name,
+                (
+                    f"unexpected directory name '{directory}' for model '{c.name}', directory name must equal model "
+                    "name",
+                    f"name: {c.name!r} in {directory}/config.pbtxt",
+                    "a config name equal to its directory's name (no path separators, no '..')",
+                    f"set name: {directory!r} in {directory}/config.pbtxt, or rename the directory",
+                ),
+            )
+        ]
+    return completed, []
+
+
+def _decoupled_findings(c: Any) -> Iterable[tuple[str, Finding]]:
+    if c.model_transaction_policy.decoupled and c.response_cache.enable:
+        yield (
+            "decoupled_response_cache",
+            (
+                f"Response Cache does not currently support model {c.name} with 'decoupled' transaction policy. Please "
+                "disable the response cache.",
+                f"model_transaction_policy.decoupled and response_cache.enable in {c.name}/config.pbtxt",
+                "the response cache on non-decoupled models",
+                "set response_cache.enable: false",
+            ),
+        )
+
+
+# ---------------------------------------------------------------- load: versions, backend, files
+
+
+def versions_to_load(config: Any, listing: ModelListing) -> tuple[list[int], list[str]]:
+    """core VersionsToLoad: the versions Triton loads under the version policy, and why others are skipped.
+
+    A version directory is a sub-directory whose name starts with an integer (std::stoll); names
+    with leading zeros and the warmup/initial_state/configs directories are skipped.
+    Returns ``(versions, notes)``.
+    """
+    existing: set[int] = set()
+    notes = []
+    for name in listing.subdirs:
+        if name in NON_VERSION_DIRS:
+            continue
+        if len(name) > 1 and name[0] == "0":
+            notes.append(f"ignore version directory '{name}' which contains leading zeros in its directory name")
+            continue
+        match = _LEADING_INT.match(name)
+        if not match:
+            notes.append(f"ignore version directory '{name}' which fails to convert to integral number")
+            continue
+        existing.add(int(match.group(0)))
+    policy = config.version_policy
+    choice = policy.WhichOneof("policy_choice") if config.HasField("version_policy") else "latest"
+    if choice == "specific":
+        chosen = [v for v in policy.specific.versions if v in existing]
+        notes += [
+            f"version {v} is specified for model '{config.name}', but the version directory is not present"
+            for v in policy.specific.versions
+            if v not in existing
+        ]
+    elif choice == "all":
+        chosen = sorted(existing)
+    else:
+        wanted = policy.latest.num_versions if config.HasField("version_policy") else 1
+        chosen = sorted(existing, reverse=True)[:wanted]
+    return sorted(set(chosen)), notes
+
+
+def _version_entries(listing: ModelListing, versions: list[int]) -> list[tuple[int, str, Mapping[str, bool]]]:
+    """``(version, directory name, entries)`` of the versions Triton loads (the first directory per number)."""
+    by_number: dict[int, tuple[str, Mapping[str, bool]]] = {}
+    for name, entries in sorted(listing.subdirs.items()):
+        match = _LEADING_INT.match(name)
+        if match and name not in NON_VERSION_DIRS and not (len(name) > 1 and name[0] == "0"):
+            by_number.setdefault(int(match.group(0)), (name, entries))
+    return [(v, *by_number.get(v, (str(v), {}))) for v in versions]
+
+
+def _find_library(listing: ModelListing, versions: list[int], library: str) -> str | None:
+    """The search of core GetBackendLibrarySearchPaths within the model directory: each version directory
+    Triton loads, then the model directory. Returns the directory (relative to the model) holding
+    ``library``, or None."""
+    for search in [d for _v, d, _e in _version_entries(listing, versions)] + [""]:
+        path = posixpath.normpath(posixpath.join(search, library)) if search else posixpath.normpath(library)
+        parts = path.split("/")
+        if path.startswith("../") or path == ".." or library.startswith("/") or len(parts) > 2:
+            continue
+        if len(parts) == 1 and parts[0] in listing.files:
+            return search
+        if len(parts) == 2 and listing.subdirs.get(parts[0], {}).get(parts[1]) is False:
+            return search
+    return None
+
+
+def _escapes(library: str) -> bool:
+    normalized = posixpath.normpath(library)
+    return library.startswith("/") or normalized == ".." or normalized.startswith("../")
+
+
+def backend_problems(
+    config: Any, listing: ModelListing, versions: list[int], release: str | None, release_backends: Iterable[str] | None
+) -> list[Problem]:
+    """Where Triton finds the model's backend library (core backend_model.cc), against the release's backends.
+
+    The search covers the model's version directories, the model directory and the release's
+    ``backends/<backend>/``, whose library is ``libtriton_<backend>.so`` (every backend the
+    release installs; the release tree is tritonfleet's own, checked by its digest).
+    ``release_backends`` None means the release's backend set is not known yet (it is checked
+    once the release is installed and its manifest lists them).
+    """
+    backend = config.backend
+    if not backend or release_backends is None:
+        return []
+    available = set(release_backends)
+    name = config.name
+    runtime = config.runtime
+    where = f"{name}/config.pbtxt"
+    have = f"the release's backends are {', '.join(sorted(available)) or 'none'}"
+    fix = (
+        f"serve {name} on hosts whose release has the {backend} backend (an install method or release that ships "
+        f"it), or remove {name} from this repository"
+    )
+    lookup = release is None or version_at_least(release, BACKEND_LOOKUP_SINCE)
+    if not runtime or not lookup:
+        library = runtime or f"libtriton_{backend}.so"
+        if _find_library(listing, versions, library) is not None or (
+            library == f"libtriton_{backend}.so" and backend in available
+        ):
+            return []
+        message = (
+            f"unable to find backend library for backend '{backend}', try specifying runtime on the model "
+            "configuration."
+            if lookup
+            else f"unable to find '{library}' for model '{name}', searched: {name}/<version>, {name}, "
+            f"backends/{backend}"
+        )
+        return [
+            _problem(
+                "backend_not_found" if not runtime else "runtime_not_found",
+                name,
+                (
+                    message,
+                    f"{where} needs backend {backend!r}; {have}; {name}/ ships no {library}",
+                    f"models of the release's backends ({', '.join(sorted(available)) or 'none'})",
+                    fix,
+                ),
+            )
+        ]
+    python_based = runtime == PYTHON_RUNTIME
+    library = f"libtriton_{PYTHON_BACKEND}.so" if python_based else runtime
+    found_in = _find_library(listing, versions, library)
+    in_release = (python_based and PYTHON_BACKEND in available) or (
+        library == f"libtriton_{backend}.so" and backend in available
+    )
+    if found_in is None and not in_release:
+        searched = f"'{name}/<version>' '{name}' 'backends/{backend}'" + (" 'backends/python'" if python_based else "")
+        return [
+            _problem(
+                "runtime_not_found",
+                name,
+                (
+                    f"unable to find backend library '{library}' for model '{name}', searched: {searched}",
+                    f"runtime: {runtime!r} in {where}; {have}",
+                    "runtime naming libtriton_<backend>.so of a backend the release has, a library shipped inside the "
+                    "model directory, or model.py for a Python-based backend",
+                    "correct runtime, ship the library in the model directory, or remove runtime",
+                ),
+            )
+        ]
+    if found_in is not None and _escapes(library) and rule_applies("runtime_escape", release):
+        libdir = f"{name}/{found_in}".rstrip("/")
+        return [
+            _problem(
+                "runtime_escape",
+                name,
+                (
+                    f"backend library name '{library}' escapes backend directory '{libdir}', for model '{name}', "
+                    "check model config runtime field",
+                    f"runtime: {runtime!r} in {where} resolves outside {libdir}",
+                    "a runtime naming a library file inside the directory that holds it",
+                    "set runtime to the library's file name and put it in the model or version directory",
+                ),
+            )
+        ]
+    if python_based and (backend == PYTHON_BACKEND or backend not in available):
+        return [
+            _problem(
+                "python_based_backend_not_found",
+                name,
+                (
+                    f"unable to find Python backend based backend library '{runtime}' for model '{name}', searched: "
+                    f"'backends/{backend}/model.py'",
+                    f"runtime: model.py with backend {backend!r} in {where}; {have}",
+                    "runtime model.py only for Python-based backends the release installs (backends/<name>/model.py); "
+                    "python models need no runtime",
+                    f"remove runtime from {where}" if backend == PYTHON_BACKEND else fix,
+                ),
+            )
+        ]
+    return []
+
+
+def artifact_names(config: Any, backend: str, gpu_ccs: Iterable[str | None]) -> list[str]:
+    """The model files a backend opens per version: ``default_model_filename`` (or the backend's default),
+    replaced on GPU instances by ``cc_model_filenames[<compute capability>]`` (backend_model_instance.cc).
+    ``gpu_ccs`` holds one entry per instance placement: a GPU's compute capability, None for the CPU."""
+    key = config.platform if backend == "tensorflow" else backend
+    default = config.default_model_filename or DEFAULT_MODEL_FILES.get(key, ("", ""))[0]
+    names = {(config.cc_model_filenames.get(cc, default) if cc else default) for cc in gpu_ccs} or {default}
+    return sorted(n for n in names if n)
+
+
+def _missing_file_message(backend: str, path: str, model: str, instance: str) -> str:
+    """Each backend's own words for a model file it cannot open (sources in DEFAULT_MODEL_FILES)."""
+    if backend == PYTHON_BACKEND:
+        return f"Python model file not found in '{path}'"
+    if backend == "openvino":
+        return f"unable to find '{path}' for model '{model}'"
+    return f"unable to find '{path}' for model instance '{instance}'"
+
+
+def model_file_problems(
+    config: Any, listing: ModelListing, versions: list[int], gpu_ccs: Iterable[str | None], instance: str
+) -> list[Problem]:
+    """The file each backend opens, present (as a file or directory, as the backend needs) in every version
+    Triton loads. ``instance`` names the first instance (``<group>_0``) as the backends' messages do."""
+    backend = backend_of(config)
+    key = config.platform if backend == "tensorflow" else backend
+    if key not in DEFAULT_MODEL_FILES or (backend == "pytorch" and config.runtime == PYTHON_RUNTIME):
+        return []
+    kind = DEFAULT_MODEL_FILES[key][1]
+    names = artifact_names(config, backend, gpu_ccs)
+    if backend == "openvino":
+        names += [posixpath.splitext(n)[0] + ".bin" for n in names if n.endswith(".xml")]
+    what = {"dir": "directory", "file": "file"}.get(kind, "file or directory")
+    problems = []
+    for _version, directory, entries in _version_entries(listing, versions):
+        for name in names:
+            is_dir = entries.get(name)
+            if is_dir is not None and (kind == "any" or is_dir == (kind == "dir")):
+                continue
+            path = f"{config.name}/{directory}/{name}"
+            problems.append(
+                _problem(
+                    "model_file_missing",
+                    config.name,
+                    (
+                        _missing_file_message(backend, path, config.name, instance),
+                        f"{config.name}/{directory}/ holds {', '.join(sorted(entries)) or 'nothing'}"
+                        + (f" ({name} is not a {what})" if is_dir is not None else ""),
+                        f"the {backend} backend opens the {what} {name} in every version directory it loads "
+                        "(default_model_filename or cc_model_filenames may name another)",
+                        f"put {name} in {config.name}/{directory}/, or set default_model_filename to the model file "
+                        "there",
+                    ),
+                )
+            )
+    return problems
+
+
+def no_version_problem(config: Any, listing: ModelListing, notes: list[str]) -> Problem:
+    """core AsyncLoad: nothing to load under the version policy."""
+    subdirs = sorted(listing.subdirs)
+    return _problem(
+        "no_version_available",
+        config.name,
+        (
+            f"at least one version must be available under the version policy of model '{config.name}'",
+            f"{config.name}/ has "
+            + (f"sub-directories {subdirs}" if subdirs else "no version directory")
+            + (f" ({'; '.join(notes)})" if notes else ""),
+            "numeric version directories (1/, 2/, ...) holding the model file, matching version_policy",
+            f"put the model in {config.name}/1/ (or correct version_policy)",
+        ),
+    )
+
+
+def cpu_only_backend_problem(config: Any, backend: str) -> Problem:
+    """openvino_backend ModelInstanceState: every instance must be KIND_CPU."""
+    return _problem(
+        "cpu_only_backend_gpu_instance",
+        config.name,
+        (
+            f"unable to load model '{config.name}', Triton openVINO backend supports only CPU device",
+            f"an instance group of {config.name} (backend {backend}) resolves to KIND_GPU",
+            "KIND_CPU instance groups (or none: the backend prefers KIND_CPU)",
+            "set kind: KIND_CPU, or use instance policy auto",
+        ),
+    )
+
+
+# ---------------------------------------------------------------- ensembles across the repository
+
+
+def ensemble_graph_problems(models: Mapping[str, ModelState]) -> dict[str, Problem]:
+    """ConnectDependencyGraph and CircularDependencyCheck for every ensemble that passed its own poll rules.
+
+    A step model that is missing or failed the poll is 'not available'. Returns model -> problem.
+    """
+    available = {n for n, m in models.items() if m.failed_phase != "poll" and m.config is not None}
+    problems: dict[str, Problem] = {}
+    for name, model in sorted(models.items()):
+        if model.failed_phase or model.config is None or not model.config.HasField("ensemble_scheduling"):
+            continue
+        missing = sorted({s.model_name for s in model.config.ensemble_scheduling.step} - available)
+        if missing:
+            problems[name] = _problem(
+                "ensemble_step_unavailable",
+                name,
+                (
+                    f"ensemble {name} contains models that are not available or ambiguous: {', '.join(missing)}",
+                    f"steps of {name}/config.pbtxt name {', '.join(missing)}; the repository's valid models are "
+                    f"{', '.join(sorted(available)) or 'none'}",
+                    "ensemble steps naming models of the same repository that pass their own checks",
+                    "add or fix those models, or correct the step's model_name",
+                ),
+            )
+    for name, model in sorted(models.items()):
+        if name in problems or model.failed_phase or model.config is None:
+            continue
+        cycle = _cycle(name, models, problems)
+        if cycle:
+            problems[name] = _problem(
+                "ensemble_circular",
+                name,
+                (
+                    f"circular dependency between ensembles: {name} -> ... -> {cycle} -> {name}",
+                    f"{name} reaches itself through its steps ({cycle} lists {name})",
+                    "ensembles whose steps never lead back to themselves",
+                    f"remove the step that names {name} from {cycle}",
+                ),
+            )
+    return problems
+
+
+def _upstreams(model: ModelState) -> list[str]:
+    if model.config is None or not model.config.HasField("ensemble_scheduling"):
+        return []
+    return list(dict.fromkeys(s.model_name for s in model.config.ensemble_scheduling.step))
+
+
+def _cycle(start: str, models: Mapping[str, ModelState], failed: Mapping[str, Problem]) -> str | None:
+    """CircularDependencyCheck: the model whose step leads back to ``start``, or None."""
+    seen: set[str] = set()
+
+    def visit(current: str) -> str | None:
+        for upstream in _upstreams(models[current]):
+            if upstream not in models or upstream in failed or models[upstream].failed_phase == "poll":
+                continue
+            if upstream == start:
+                return current
+            if upstream in seen:
+                continue
+            seen.add(upstream)
+            found = visit(upstream)
+            if found:
+                return found
+        return None
+
+    return visit(start)
+
+
+@dataclass
+class _Node:
+    model: str
+    dtype: str = ""
+    dims: tuple[int, ...] = ()
+    full: tuple[int, ...] = ()
+    decoupled: bool = False
+    label: int = 0
+    visited: bool = False
+    prev: list[_Node] = field(default_factory=list)
+    next: list[_Node] = field(default_factory=list)
+    sibling: _Node | None = None
+
+
+def _node(model: str, batching: bool, io: Any, use_reshape: bool = False) -> _Node:
+    dims = tuple(io.reshape.shape) if use_reshape and io.HasField("reshape") else tuple(io.dims)
+    full = ((WILDCARD_DIM,) if batching else ()) + dims
+    return _Node(model, _enum_name(io, "data_type", io.data_type), dims, full)
+
+
+def _same_dims(left: tuple[int, ...], right: tuple[int, ...]) -> bool:
+    return len(left) == len(right) and all(
+        a in (WILDCARD_DIM, b) or b == WILDCARD_DIM for a, b in zip(left, right, strict=True)
+    )
+
+
+def ensemble_problems(name: str, models: Mapping[str, ModelState]) -> list[Problem]:
+    """CheckNode and ValidateEnsembleConfig for ensemble ``name``, whose steps are all loadable."""
+    ensemble = models[name].config
+    where = f"ensemble_scheduling of {name}/config.pbtxt"
+    steps = list(ensemble.ensemble_scheduling.step)
+    for step in steps:
+        upstream = models[step.model_name]
+        if upstream.failed_phase:
+            loading = upstream.failed_phase == "load"
+            version = upstream.versions[-1] if upstream.versions else 1
+            detail = (
+                f"which has no loaded version. Model '{step.model_name}' loading failed with error: version {version} "
+                f"is at UNAVAILABLE state: {upstream.error}"
+                if loading
+                else f"which is not valid. Model '{step.model_name}' failed with error: {upstream.error}"
+            )
+            return [
+                _problem(
+                    "ensemble_step_not_loaded" if loading else "ensemble_step_invalid",
+                    name,
+                    (
+                        f"ensemble '{name}' depends on '{step.model_name}' {detail}",
+                        f"step {step.model_name!r} of {where} fails its own checks",
+                        "ensembles whose step models load",
+                        f"fix {step.model_name} (its own message says how)",
+                    ),
+                )
+            ]
+        if step.model_version != -1 and step.model_version not in upstream.versions:
+            return [
+                _problem(
+                    "ensemble_required_version",
+                    name,
+                    (
+                        f"ensemble '{name}' depends on '{step.model_name}' whose required version "
+                        f"{step.model_version} is not loaded.",
+                        f"step {step.model_name!r} asks model_version {step.model_version}; {step.model_name} loads "
+                        f"versions {upstream.versions} under its version_policy",
+                        "model_version -1 (the newest loaded) or a version the step model loads",
+                        f"set model_version to -1 or one of {upstream.versions}, or add that version of "
+                        f"{step.model_name}",
+                    ),
+                )
+            ]
+    batching = ensemble.max_batch_size > 0
+    tensors: dict[str, _Node] = {io.name: _node(name, batching, io, True) for io in ensemble.input}
+    sink = _Node(name)
+    for io in ensemble.output:
+        node = tensors.setdefault(io.name, _node(name, batching, io, True))
+        sink.prev.append(node)
+        node.next.append(sink)
+    for step in steps:
+        found = _step_mapping(name, step, models[step.model_name].config, ensemble.max_batch_size, tensors, where)
+        if found:
+            code, finding = found
+            return [_problem(code, name, finding)]
+    queue: deque[_Node] = deque()
+    for io in ensemble.input:
+        tensors[io.name].visited = True
+        queue.append(tensors[io.name])
+    labels = 0
+    while queue:
+        current = queue.popleft()
+        for nxt in current.next:
+            if nxt.visited or not all(p.visited for p in nxt.prev):
+                continue
+            first = nxt.prev[0].label
+            if any(p.label != first for p in nxt.prev):
+                return [
+                    _problem(
+                        "ensemble_decoupled_branching",
+                        name,
+                        (
+                            f"in ensemble {name}, step of model '{nxt.model}' receives inputs originated from "
+                            "different decoupled models",
+                            f"the inputs of step {nxt.model!r} come from different decoupled steps in {where}",
+                            "a step fed by at most one decoupled model's responses",
+                            "route the decoupled outputs through one step, or make those steps non-decoupled",
+                        ),
+                    )
+                ]
+            if nxt.sibling is not None and nxt.sibling.visited:
+                nxt.label = nxt.sibling.label
+            else:
+                if nxt.decoupled:
+                    labels += 1
+                nxt.label = labels if nxt.decoupled else first
+                if nxt.sibling is not None:
+                    nxt.sibling.label, nxt.sibling.visited = nxt.label, True
+            nxt.visited = True
+            queue.append(nxt)
+    return []
+
+
+def _step_mapping(
+    name: str, step: Any, config: Any, ensemble_batch: int, tensors: dict[str, _Node], where: str
+) -> tuple[str, Finding] | None:
+    """The max batch size check and ValidateTensorMapping for one step."""
+    model = step.model_name
+    if 0 < config.max_batch_size < ensemble_batch:
+        return "ensemble_batch_size", (
+            f"ensemble {name} allows maximum batch size {ensemble_batch}, but it contains model {model} which only "
+            f"allows maximum batch size to be {config.max_batch_size}",
+            f"{name} max_batch_size {ensemble_batch}, step {model} max_batch_size {config.max_batch_size}",
+            "an ensemble max_batch_size no larger than any batching step's",
+            f"lower {name}'s max_batch_size to {config.max_batch_size} or raise {model}'s",
+        )
+    batching = config.max_batch_size > 0
+    inputs = {io.name: io for io in config.input}
+    for key, value in step.input_map.items():
+        if key not in inputs:
+            return "ensemble_map_unknown_input", (
+                f"in ensemble {name}, ensemble tensor {value} is mapping to non-existing input {key} in model {model}",
+                f"input_map key {key!r} of step {model}; {model} has inputs {sorted(inputs)} ({where})",
+                "input_map keys naming inputs of the step model",
+                f"use one of {sorted(inputs)} as the key",
+            )
+    for io in config.input:
+        mapped = [value for key, value in step.input_map.items() if key == io.name]
+        for value in mapped:
+            node = _node(model, batching, io)
+            if value in tensors:
+                found = _consistency(name, value, tensors[value], node)
+                if found:
+                    return found
+            else:
+                tensors[value] = node
+        if not mapped and not io.optional:
+            return "ensemble_input_unmapped", (
+                f"in ensemble {name}, input {io.name} in model {model} is not mapped to any ensemble tensors",
+                f"step {model} of {where} maps {sorted(step.input_map)}, not {io.name!r}",
+                "every non-optional input of a step model mapped to an ensemble tensor",
+                f"add input_map {{ key: {io.name!r} value: <tensor> }} to the step",
+            )
+    outputs = {io.name: io for io in config.output}
+    for key, value in step.output_map.items():
+        if key not in outputs:
+            return "ensemble_map_unknown_output", (
+                f"in ensemble {name}, ensemble tensor {value} is mapped from non-existing output {key} in model "
+                f"{model}",
+                f"output_map key {key!r} of step {model}; {model} has outputs {sorted(outputs)} ({where})",
+                "output_map keys naming outputs of the step model",
+                f"use one of {sorted(outputs)} as the key",
+            )
+    sibling = _Node(model)
+    for key, value in step.output_map.items():
+        matched = [io for io in config.output if io.name == key]
+        for io in matched:
+            node = _node(model, batching, io)
+            if value in tensors:
+                found = _consistency(name, value, tensors[value], node)
+                if found:
+                    return found
+            else:
+                tensors[value] = node
+            tensors[value].sibling = sibling
+        if len(matched) > 1:
+            return "ensemble_outputs_same_tensor", (
+                f"in ensemble {name}, multiple outputs in model {model} are mapped to the same ensemble tensor {value}",
+                f"tensor {value!r} mapped from several outputs of {model} in {where}",
+                "each ensemble tensor fed by one step output",
+                "map the outputs to different tensors",
+            )
+    decoupled = config.model_transaction_policy.decoupled
+    for value in step.output_map.values():
+        node = tensors[value]
+        node.decoupled = decoupled
+        for source in step.input_map.values():
+            node.prev.append(tensors[source])
+            tensors[source].next.append(node)
+    return None
+
+
+def _consistency(name: str, tensor: str, left: _Node, right: _Node) -> tuple[str, Finding] | None:
+    """ValidateTensorConsistency: data type, then shape (with or without the batch dimension)."""
+    prefix = f"in ensemble {name}, ensemble tensor {tensor}: "
+    if left.dtype != right.dtype:
+        return "ensemble_tensor_inconsistent", (
+            f"{prefix}inconsistent data type: {left.dtype} is inferred from model {left.model} while {right.dtype} is "
+            f"inferred from model {right.model}",
+            f"tensor {tensor!r} is {left.dtype} in {left.model} and {right.dtype} in {right.model}",
+            "the same data type on both ends of every ensemble tensor",
+            "make the two configs agree (or convert in a step between them)",
+        )
+    if not _same_dims(left.dims, right.dims) and not _same_dims(left.full, right.full):
+        return "ensemble_tensor_inconsistent", (
+            f"{prefix}inconsistent shape: {_dims(left.full)} is inferred from model {left.model} while "
+            f"{_dims(right.full)} is inferred from model {right.model}",
+            f"tensor {tensor!r} has dims {_dims(left.full)} in {left.model} and {_dims(right.full)} in {right.model}",
+            "matching shapes on both ends of every ensemble tensor (-1 matches any size)",
+            "make the two configs' dims agree",
+        )
+    return None
+
+
+def rule_codes(phase: str | None = None) -> list[str]:
+    """The rule codes, in Triton's order (of one phase when given)."""
+    return [r.code for r in RULES if phase is None or r.phase == phase]
+
+
+def read_listing(model_dir: Path) -> ModelListing:
+    """What a model directory holds, as Triton lists it: sub-directories with their entries, top-level files.
+
+    Symlinks count as what they point to (the repository checks refuse those leaving it).
+    Raises OSError when the directory cannot be read.
+    """
+    subdirs: dict[str, dict[str, bool]] = {}
+    files = set()
+    with os.scandir(model_dir) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                with os.scandir(entry.path) as inner:
+                    subdirs[entry.name] = {e.name: e.is_dir() for e in inner}
+            elif entry.is_file():
+                files.add(entry.name)
+    return ModelListing(subdirs, frozenset(files))
