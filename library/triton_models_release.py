@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 from ansible.module_utils.basic import missing_required_lib
@@ -14,6 +15,7 @@ from ansible.module_utils.triton_models_release import (
     build_release,
     check_overrides,
     host_renderer,
+    judge_repository,
 )
 from ansible.module_utils.triton_module_run import ModuleFailure, run_as_module
 
@@ -33,7 +35,7 @@ description:
     configuration rules, in Triton's order (docs/model-config-rules.md) under either policy,
     the repository's layout (links leaving it, version directories, the model file each backend
     opens), the backends of the release, and the ensembles across models.
-  - Run it on the controller (C(delegate_to: localhost)); copy the release to the host afterwards.
+  - "Run it on the controller (C(delegate_to: localhost)); copy the release to the host afterwards."
 version_added: "1.0.0"
 author: tritonfleet
 requirements:
@@ -44,9 +46,17 @@ options:
     type: path
     required: true
   build_dir:
-    description: Controller directory that receives the release as <build_dir>/<release id>.
+    description:
+      - Controller directory that receives the release as <build_dir>/<release id>.
+      - Required unless O(validate_only) is set.
     type: path
-    required: true
+  validate_only:
+    description:
+      - Only check the repository, build nothing, with the checks that hold for every host (layout, links,
+        Triton's config rules, versions, model files, ensembles; and the backends when O(backends) is given).
+        The host's instance groups are left to each host's build. The rollout runs this once before the canary.
+    type: bool
+    default: false
   plan:
     description: The host's plan, C(ansible_facts.triton_plan).
     type: dict
@@ -105,41 +115,43 @@ EXAMPLES = r"""
 RETURN = r"""
 release_id:
   description: Content hash naming the release.
-  returned: success
+  returned: success, unless validate_only
   type: str
   sample: 27b7725440c6d57d
 path:
   description: Controller directory of the release (absent in check mode when it was not built before).
-  returned: success
+  returned: success, unless validate_only
   type: str
 archive:
   description:
     - Controller path of the release packed as one uncompressed tar (C(<build_dir>/<release id>.tar)), which
       the deploy phase uploads in one transfer (absent in check mode when it was not built before).
-  returned: success
+  returned: success, unless validate_only
   type: str
 models:
-  description: Model names in the release.
+  description: Model names in the release (with validate_only, in the repository).
   returned: success
   type: list
   elements: str
   sample: [add_sub, scale]
 configs:
   description: Model name to its rendered config.pbtxt text.
-  returned: success
+  returned: success, unless validate_only
   type: dict
 instance_groups:
   description: Model name to the instance groups Triton will create, C([{name, kind, count, gpus}]).
-  returned: success
+  returned: success, unless validate_only
   type: dict
   sample: {add_sub: [{name: add_sub_0, kind: KIND_CPU, count: 1, gpus: []}]}
 warnings_list:
   description: What rendering changed or kept on purpose (also emitted as warnings).
-  returned: success
+  returned: success, unless validate_only
   type: list
   elements: str
 problems:
-  description: Structured config problems (severity, code, model, group, message, found, supported, fix).
+  description:
+    - Every error of the repository (severity, code, model, group, message, found, supported, fix); the codes
+      are listed in docs/model-config-rules.md.
   returned: failure
   type: list
   elements: dict
@@ -147,7 +159,8 @@ problems:
 
 ARGUMENT_SPEC = {
     "src": {"type": "path", "required": True},
-    "build_dir": {"type": "path", "required": True},
+    "build_dir": {"type": "path"},
+    "validate_only": {"type": "bool", "default": False},
     "plan": {"type": "dict", "required": True},
     "host": {"type": "dict", "required": True},
     "policy": {"type": "str", "choices": ["auto", "keep"], "default": "auto"},
@@ -177,6 +190,14 @@ def run(params: dict, check_mode: bool) -> dict:
             counts,
             params["backends"],
         )
+        if params["validate_only"]:
+            check = judge_repository(src, replace(render, host_independent=True))
+            return {"changed": False, "models": check.models, "warnings": check.warnings}
+        if not params["build_dir"]:
+            raise ModuleFailure(
+                "build_dir is missing: a release is built into it. Found: no build_dir and validate_only false. "
+                "Supported: build_dir with a build, or validate_only: true for a check. Fix: set build_dir."
+            )
         build = build_release(src, Path(params["build_dir"]), render, write=not check_mode)
     except ReleaseError as err:
         raise ModuleFailure(str(err), problems=err.problems) from err

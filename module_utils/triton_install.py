@@ -601,7 +601,10 @@ def _stage(request: Mapping[str, Any], staging: Path) -> tuple[dict[str, Any], s
         staging.mkdir(parents=True)
         spec = dict(request["container_spec"], argv=container_run_argv(request["container_spec"]))
         (staging / "container.json").write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
-        return {"gpu_build": True, "backends": [], "cudart": []}, str(request["plan"]["server_version"])
+        # The image's backends/ stay inside the image: the manifest records the plan's (matrix) set.
+        return {"gpu_build": True, "backends": request["plan"].get("backends"), "cudart": []}, str(
+            request["plan"]["server_version"]
+        )
     wheel_version = None
     if method == "wheel":
         src = Path(request["src"])

@@ -47,7 +47,8 @@ from ansible.module_utils.triton_release_tree import CONFIG_NAME, IGNORED_DIR_NA
 class RenderSettings:
     """How one host renders and judges a repository: its plan and facts, the instance policy (per model
     overrides), instance counts, whether the server is a GPU build, and the release's backends
-    (None: not known yet, not checked)."""
+    (None: not known yet, not checked). ``host_independent`` leaves out what depends on a host
+    (its instance groups and devices): the check that holds for a whole fleet."""
 
     plan: dict[str, Any]
     host: dict[str, Any]
@@ -57,6 +58,7 @@ class RenderSettings:
     counts: dict[str, int] = field(default_factory=dict)
     release_backends: tuple[str, ...] | None = None
     auto_complete: bool = False
+    host_independent: bool = False
 
 
 @dataclass
@@ -309,7 +311,7 @@ def _load_checks(
         return
     backends = None if settings.release_backends is None else list(settings.release_backends)
     found = backend_problems(config, listing, versions, release, backends)
-    found = found or result.instance_problems
+    found = found or ([] if settings.host_independent else result.instance_problems)
     if not found:
         ccs = [
             gpu_compute_capability(settings.host, gid) if group["kind"] == "KIND_GPU" else None

@@ -75,6 +75,8 @@ IO_NAME_WORDING_SINCE = "24.07"
 # backends, the runtime escape check); up to 23.12 it says "unable to find '<library>' for model '<m>',
 # searched: ..." for a missing backend and a missing runtime alike (core@r23.12 TritonModel::Create).
 BACKEND_LOOKUP_SINCE = "24.01"
+# "output ... is not written" names the first tensor that is not connected from 23.08 (core@r23.08).
+NOT_CONNECTED_SINCE = "23.08"
 
 
 @dataclass(frozen=True)
@@ -147,8 +149,17 @@ Finding = tuple[str, str, str, str]
 
 # Every rule, in the order Triton applies them (docs/model-config-rules.md lists the same rows).
 RULES: tuple[Rule, ...] = (
+    # --- the repository's layout, before Triton sees it (tritonfleet: what the release copy needs)
+    Rule("repository_missing", "repository", "tritonfleet triton_model_repository.scan_repository"),
+    Rule("repository_empty", "repository", "tritonfleet triton_model_repository.scan_repository"),
+    Rule("stray_top_level_file", "repository", "tritonfleet triton_model_repository.scan_repository"),
+    Rule("link_escapes", "repository", "tritonfleet triton_model_repository._link_problems"),
+    Rule("link_dangling", "repository", "tritonfleet triton_model_repository._link_problems"),
+    Rule("link_loop", "repository", "tritonfleet triton_model_repository._link_problems"),
+    Rule("not_regular_file", "repository", "tritonfleet triton_model_repository._tree_problems"),
     # --- repository poll: config, server-side auto-complete, ValidateModelConfig, ValidateModelIOConfig
-    Rule("config_missing", "poll", "tritonfleet: the service runs --disable-auto-complete-config; core model.cc Init"),
+    Rule("config_missing", "poll", "core filesystem/api.cc ReadTextProto (auto-complete off); core model.cc Init"),
+    Rule("config_syntax", "poll", "protobuf text format of common model_config.proto (core ReadTextProto)"),
     Rule("backend_undetermined", "poll", "core model_config_utils.cc AutoCompleteBackendFields"),
     Rule("platform_unknown", "poll", "core model_config_utils.cc ValidateModelConfig"),
     Rule("ensemble_with_backend", "poll", "core model_config_utils.cc ValidateModelConfig"),
@@ -215,7 +226,22 @@ RULES: tuple[Rule, ...] = (
     Rule("runtime_not_found", "load", "core backend_model.cc GetBackendLibraryProperties"),
     Rule("runtime_escape", "load", "core backend_model.cc GetBackendLibraryProperties", since="24.01"),
     Rule("python_based_backend_not_found", "load", "core backend_model.cc GetBackendLibraryProperties"),
+    Rule("gpu_kind_cpu_build", "load", "core model_config_utils.cc ValidateInstanceGroup"),
+    Rule("gpu_kind_no_gpu", "load", "core model_config_utils.cc ValidateInstanceGroup"),
+    Rule("invalid_gpu_id", "load", "core model_config_utils.cc ValidateInstanceGroup"),
+    Rule("gpus_on_non_gpu_kind", "load", "core model_config_utils.cc NormalizeInstanceGroup/ValidateInstanceGroup"),
     Rule("cpu_only_backend_gpu_instance", "load", "openvino_backend src/openvino.cc ModelInstanceState"),
+    Rule(
+        "gpu_accelerator_on_cpu",
+        "load",
+        "tritonfleet: onnxruntime_backend applies GPU accelerators to GPU instances only",
+    ),
+    Rule("unknown_accelerator", "load", "onnxruntime_backend src/onnxruntime.cc ModelState::LoadModel"),
+    Rule(
+        "cc_model_filename_missing",
+        "load",
+        "tritonfleet: core backend_model_instance.cc falls back to default_model_filename",
+    ),
     Rule("model_file_missing", "load", "backends: LoadModel/ReadModel of each backend (DEFAULT_MODEL_FILES)"),
     # --- ensembles, once their steps are loaded
     Rule("ensemble_step_invalid", "ensemble", "core model_repository_manager.cc CheckNode"),
@@ -691,7 +717,7 @@ def _sequence_batching_findings(c: Any) -> Iterable[tuple[str, Finding]]:
             )
 
 
-def _ensemble_findings(c: Any) -> Iterable[tuple[str, Finding]]:
+def _ensemble_findings(c: Any, release: str | None) -> Iterable[tuple[str, Finding]]:
     where = f"{c.name}/config.pbtxt"
     if not c.HasField("ensemble_scheduling"):
         if c.platform == ENSEMBLE_PLATFORM:
@@ -734,7 +760,7 @@ def _ensemble_findings(c: Any) -> Iterable[tuple[str, Finding]]:
     if isinstance(graph, tuple):
         yield graph
         return
-    yield from _ensemble_data_flow(c, graph)
+    yield from _ensemble_data_flow(c, graph, release)
 
 
 @dataclass
@@ -787,7 +813,7 @@ def _ensemble_graph(c: Any) -> dict[str, _Tensor] | tuple[str, Finding]:
     return tensors
 
 
-def _ensemble_data_flow(c: Any, tensors: dict[str, _Tensor]) -> Iterable[tuple[str, Finding]]:
+def _ensemble_data_flow(c: Any, tensors: dict[str, _Tensor], release: str | None) -> Iterable[tuple[str, Finding]]:
     where = f"ensemble_scheduling of {c.name}/config.pbtxt"
     supported = "every ensemble input read by a step, every output written from the inputs, no dangling tensor"
     queue: deque[_Tensor] = deque()
@@ -836,7 +862,7 @@ def _ensemble_data_flow(c: Any, tensors: dict[str, _Tensor]) -> Iterable[tuple[s
                         seen.add(node.name)
                         last, prev = node, node.prev
                         break
-            if last.name != tensor.name:
+            if last.name != tensor.name and (release is None or version_at_least(release, NOT_CONNECTED_SINCE)):
                 message += f": at least one of its depending tensors, '{last.name}', is not connected"
             yield (
                 "ensemble_output_not_written",
@@ -1100,7 +1126,7 @@ def config_problems(
         _general_findings(c, bool(c.backend or c.platform or listing is not None)),
         _dynamic_batching_findings(c),
         _sequence_batching_findings(c),
-        _ensemble_findings(c),
+        _ensemble_findings(c, release),
         _decoupled_findings(c),
         _io_findings(c, release, auto_complete),
     ):

@@ -25,6 +25,7 @@ from typing import Any
 from ansible.module_utils.triton_model_config import model_config_pb2
 from ansible.module_utils.triton_model_repository import (
     RenderSettings,
+    RepositoryCheck,
     check_repository,
     problems_message,
     scan_repository,
@@ -78,6 +79,14 @@ def model_names(root: Path) -> list[str]:
     return names
 
 
+def judge_repository(src: Path, settings: RenderSettings) -> RepositoryCheck:
+    """``check_repository`` for one host; raise one ReleaseError with every problem when any refuses it."""
+    check = check_repository(src, settings)
+    if check.errors:
+        raise ReleaseError(problems_message(src, check.problems), [p.as_dict() for p in check.errors])
+    return check
+
+
 def instance_groups_json(groups: dict[str, list[dict]]) -> str:
     """Serialize the rendered instance groups deterministically (sorted keys, newline end)."""
     return json.dumps(groups, indent=2, sort_keys=True) + "\n"
@@ -94,11 +103,8 @@ def build_release(src: Path, build_root: Path, settings: RenderSettings, write: 
     and renamed to its id: complete or absent; an existing one is reused. Raises
     ReleaseError or OSError.
     """
-    check = check_repository(src, settings)
-    if check.errors:
-        raise ReleaseError(problems_message(src, check.problems), [p.as_dict() for p in check.errors])
-    models, configs, groups, warnings = check.models, check.configs, check.instance_groups, list(check.warnings)
-    warnings += [f"{p.model}: {p.message}" for p in check.problems if p.severity != "error"]
+    check = judge_repository(src, settings)
+    models, configs, groups, warnings = check.models, check.configs, check.instance_groups, check.warnings
 
     sources = [
         relative
