@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from ansible.module_utils.triton_host import gpu_compute_capability
+from ansible.module_utils.triton_model_load_rules import cpu_only_backend_problem, read_listing
 from ansible.module_utils.triton_model_rules import (
     CPU_ONLY_BACKENDS,
     ModelListing,
@@ -30,8 +31,6 @@ from ansible.module_utils.triton_model_rules import (
     autocomplete,
     backend_of,
     config_problems,
-    cpu_only_backend_problem,
-    read_listing,
 )
 
 SCHEMA_MODULE = "tritonclient.grpc.model_config_pb2"

@@ -22,24 +22,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ansible.module_utils.triton_ensemble_rules import ensemble_graph_problems, ensemble_problems
 from ansible.module_utils.triton_host import gpu_compute_capability
 from ansible.module_utils.triton_model_config import (
     ModelConfigError,
     model_config_pb2,
     render_model,
 )
-from ansible.module_utils.triton_model_rules import (
-    ModelState,
-    Problem,
+from ansible.module_utils.triton_model_load_rules import (
     backend_problems,
-    ensemble_graph_problems,
-    ensemble_problems,
-    missing_config_problem,
     model_file_problems,
     no_version_problem,
     read_listing,
     versions_to_load,
 )
+from ansible.module_utils.triton_model_rules import ModelState, Problem, missing_config_problem
 from ansible.module_utils.triton_release_tree import CONFIG_NAME, IGNORED_DIR_NAMES, INSTANCE_GROUPS_NAME, is_ignored
 
 
@@ -304,22 +301,20 @@ def _load_checks(
     versions, notes = versions_to_load(config, listing)
     state.versions = versions
     warnings += [f"model {state.name}: {note}" for note in notes]
-    if not versions:
-        _fail(state, by_model, "load", [no_version_problem(config, listing, notes)])
-        return
-    if config.HasField("ensemble_scheduling"):
-        return
-    backends = None if settings.release_backends is None else list(settings.release_backends)
-    found = backend_problems(config, listing, versions, release, backends)
-    found = found or ([] if settings.host_independent else result.instance_problems)
-    if not found:
-        ccs = [
-            gpu_compute_capability(settings.host, gid) if group["kind"] == "KIND_GPU" else None
-            for group in result.instance_groups
-            for gid in (group["gpus"] or [None])
-        ]
-        instance = f"{result.instance_groups[0]['name']}_0" if result.instance_groups else f"{state.name}_0"
-        found = model_file_problems(config, listing, versions, ccs, instance)
+    # Triton stops at the first of these; the others are facts of the same repository, reported with it.
+    found = [] if versions else [no_version_problem(config, listing, notes)]
+    if not config.HasField("ensemble_scheduling"):
+        backends = None if settings.release_backends is None else list(settings.release_backends)
+        found += backend_problems(config, listing, versions, release, backends)
+        found += [] if settings.host_independent else result.instance_problems
+        if versions and not found:
+            ccs = [
+                gpu_compute_capability(settings.host, gid) if group["kind"] == "KIND_GPU" else None
+                for group in result.instance_groups
+                for gid in (group["gpus"] or [None])
+            ]
+            instance = f"{result.instance_groups[0]['name']}_0" if result.instance_groups else f"{state.name}_0"
+            found = model_file_problems(config, listing, versions, ccs, instance)
     _fail(state, by_model, "load", found)
 
 

@@ -7,23 +7,18 @@ functions here are pure: they take parsed ``ModelConfig`` messages (Triton's sch
 ``triton_model_config``), what a model directory holds (``ModelListing``) and the plan's release,
 and return ``Problem`` objects; they never read files, never exit.
 
-Triton checks a model in phases and stops a model at its first error; ``config_problems``
-(repository poll: ``AutoCompleteBackendFields``, ``ValidateModelConfig``,
-``ValidateModelIOConfig``, the directory name), ``load_problems`` (versions, backend library,
-model files), and ``ensemble_problems`` (dependency graph, required versions,
-``ValidateEnsembleConfig``) follow that order, so the first reason given is Triton's.
-Instance groups (``ValidateInstanceGroup``) are checked by ``triton_model_config``.
+Triton checks a model in phases and stops a model at its first error. This module holds the
+repository poll (``config_problems``: ``AutoCompleteBackendFields``, ``ValidateModelConfig``,
+``ValidateModelIOConfig``, the directory name); ``triton_model_load_rules`` the load (versions,
+backend library, model files); ``triton_ensemble_rules`` the ensembles across models; instance
+groups (``ValidateInstanceGroup``) are checked by ``triton_model_config``.
 """
 
 from __future__ import annotations
 
-import os
-import posixpath
-import re
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ansible.module_utils.triton_versions import version_at_least
@@ -66,15 +61,10 @@ CONFIG_FROM_MODEL_BACKENDS = frozenset({"onnxruntime", "tensorrt", "openvino", "
 # Backends that run only on the CPU; core NormalizeInstanceGroup gives them their preferred
 # KIND_CPU group (openvino_backend src/openvino.cc TRITONBACKEND_GetBackendAttribute).
 CPU_ONLY_BACKENDS = frozenset({"openvino"})
-_LEADING_INT = re.compile(r"\s*[+-]?\d+")
 # core ValidateIOShape names the tensor in its messages from 24.07 ("model input 'x' has different ...");
 # r24.06 and older say "model input has different ..." and "model output must specify 'data_type'" for
 # inputs and outputs alike (core@r24.06 and @r24.07 src/model_config_utils.cc).
 IO_NAME_WORDING_SINCE = "24.07"
-# core backend_model.cc looks the backend library up with GetBackendLibraryProperties from 24.01 (Python-based
-# backends, the runtime escape check); up to 23.12 it says "unable to find '<library>' for model '<m>',
-# searched: ..." for a missing backend and a missing runtime alike (core@r23.12 TritonModel::Create).
-BACKEND_LOOKUP_SINCE = "24.01"
 # "output ... is not written" names the first tensor that is not connected from 23.08 (core@r23.08).
 NOT_CONNECTED_SINCE = "23.08"
 
@@ -270,16 +260,16 @@ def rule_applies(code: str, release: str | None) -> bool:
     return since is None or release is None or version_at_least(release, since)
 
 
-def _problem(code: str, model: str, finding: Finding, group: str | None = None, severity: str = "error") -> Problem:
+def make_problem(code: str, model: str, finding: Finding, group: str | None = None, severity: str = "error") -> Problem:
     message, found, supported, fix = finding
     return Problem(severity, code, model, group, message, found, supported, fix)
 
 
-def _enum_name(message: Any, field_name: str, value: int) -> str:
+def enum_name(message: Any, field_name: str, value: int) -> str:
     return message.DESCRIPTOR.fields_by_name[field_name].enum_type.values_by_number[value].name
 
 
-def _dims(dims: Iterable[int]) -> str:
+def dims_text(dims: Iterable[int]) -> str:
     return "[" + ",".join(str(d) for d in dims) + "]"
 
 
@@ -349,7 +339,7 @@ def autocomplete(config: Any, model_name: str, listing: ModelListing | None) -> 
         return done, None
     backend = model_name.partition(".")[2]
     if not backend:
-        return done, _problem(
+        return done, make_problem(
             "backend_undetermined",
             done.name,
             (
@@ -384,7 +374,7 @@ def missing_config_problem(
         "so Triton never writes one"
     )
     if not auto_complete:
-        return _problem(
+        return make_problem(
             "config_missing",
             directory,
             (
@@ -401,7 +391,7 @@ def missing_config_problem(
     backend = backend_of(completed)
     if backend in CONFIG_FROM_MODEL_BACKENDS and completed.platform != "tensorflow_graphdef":
         return None
-    return _problem(
+    return make_problem(
         "config_missing",
         directory,
         (
@@ -574,7 +564,7 @@ def _control_findings(c: Any, kind_name: str, typed: bool) -> Iterable[tuple[str
             return
         seen_tensors.add(control_input.name)
         for control in control_input.control:
-            if _enum_name(control, "kind", control.kind) != kind_name:
+            if enum_name(control, "kind", control.kind) != kind_name:
                 continue
             if seen_control:
                 yield (
@@ -672,9 +662,9 @@ def _sequence_batching_findings(c: Any) -> Iterable[tuple[str, Finding]]:
         return
     for control_input in c.sequence_batching.control_input:
         for control in control_input.control:
-            if _enum_name(control, "kind", control.kind) != "CONTROL_SEQUENCE_CORRID":
+            if enum_name(control, "kind", control.kind) != "CONTROL_SEQUENCE_CORRID":
                 continue
-            data_type = _enum_name(control, "data_type", control.data_type)
+            data_type = enum_name(control, "data_type", control.data_type)
             if data_type not in _CORRID_TYPES:
                 yield (
                     "control_corrid_data_type",
@@ -909,7 +899,7 @@ def _one_io(c: Any, side: str, io: Any, release: str | None, auto_complete: bool
     named = release is None or version_at_least(release, IO_NAME_WORDING_SINCE)
     prefix = f"model {side} '{io.name}' " if named else f"model {side} "
     shape = "dims of integers >= 1 or -1 (variable size); reshape with the same element count"
-    data_type = _enum_name(io, "data_type", io.data_type)
+    data_type = enum_name(io, "data_type", io.data_type)
     if not io.name:
         return "io_name_missing", (
             f"model {side} must specify 'name'",
@@ -946,7 +936,7 @@ def _one_io(c: Any, side: str, io: Any, release: str | None, auto_complete: bool
     if any(d < 1 and d != WILDCARD_DIM for d in io.dims):
         return "io_dims_invalid", (
             f"{prefix}dimension must be integer >= 1, or -1 to indicate a variable-size dimension",
-            f"dims {_dims(io.dims)} on {where}",
+            f"dims {dims_text(io.dims)} on {where}",
             shape,
             "replace 0 and negative dims other than -1",
         )
@@ -955,14 +945,15 @@ def _one_io(c: Any, side: str, io: Any, release: str | None, auto_complete: bool
         if any(d < 1 and d != WILDCARD_DIM for d in reshape):
             return "io_reshape_invalid", (
                 f"{prefix}reshape dimensions must be integer >= 1, or -1 to indicate a variable-size dimension",
-                f"reshape {_dims(reshape)} on {where}",
+                f"reshape {dims_text(reshape)} on {where}",
                 shape,
                 "replace 0 and negative reshape dims other than -1",
             )
         dims_size, reshape_size = _element_count(io.dims), _element_count(reshape)
         size_mismatch = (
             prefix + "has different size for dims and reshape",
-            f"dims {_dims(io.dims)} ({dims_size} elements) and reshape {_dims(reshape)} ({reshape_size}) on {where}",
+            f"dims {dims_text(io.dims)} ({dims_size} elements) and reshape {dims_text(reshape)} ({reshape_size}) "
+            f"on {where}",
             shape,
             "make dims and reshape hold the same number of elements",
         )
@@ -973,7 +964,7 @@ def _one_io(c: Any, side: str, io: Any, release: str | None, auto_complete: bool
             if len(left) != len(right):
                 return "io_reshape_variable_count", (
                     f"{prefix}has different number of variable-size dimensions for dims and reshape",
-                    f"dims {_dims(io.dims)} and reshape {_dims(reshape)} on {where}",
+                    f"dims {dims_text(io.dims)} and reshape {dims_text(reshape)} on {where}",
                     shape,
                     "give dims and reshape the same -1 dimensions",
                 )
@@ -983,10 +974,10 @@ def _one_io(c: Any, side: str, io: Any, release: str | None, auto_complete: bool
 
 
 def _io_format(c: Any, side: str, io: Any, release: str | None, where: str) -> tuple[str, Finding] | None:
-    if side == "input" and _enum_name(io, "format", io.format) in ("FORMAT_NHWC", "FORMAT_NCHW") and len(io.dims) != 3:
+    if side == "input" and enum_name(io, "format", io.format) in ("FORMAT_NHWC", "FORMAT_NCHW") and len(io.dims) != 3:
         return "io_format_dims", (
             "model input NHWC/NCHW require 3 dims",
-            f"format {_enum_name(io, 'format', io.format)} with dims {_dims(io.dims)} on {where}",
+            f"format {enum_name(io, 'format', io.format)} with dims {dims_text(io.dims)} on {where}",
             "FORMAT_NHWC/FORMAT_NCHW with exactly three dims (no batch dimension)",
             "give the input three dims or set format: FORMAT_NONE",
         )
@@ -1008,7 +999,7 @@ def _io_format(c: Any, side: str, io: Any, release: str | None, where: str) -> t
         if len(io.dims) != 3:
             return "io_non_linear_dims", (
                 f"Non-linear IO format {side} requires 3 dims",
-                f"is_non_linear_format_io with dims {_dims(io.dims)} on {where}",
+                f"is_non_linear_format_io with dims {dims_text(io.dims)} on {where}",
                 "non-linear IO tensors with exactly three dims",
                 "give the tensor three dims",
             )
@@ -1042,7 +1033,7 @@ def _batch_io(c: Any) -> tuple[str, Finding] | None:
     outputs = {io.name for io in c.output}
     where = f"{c.name}/config.pbtxt"
     for batch in c.batch_input:
-        kind = _enum_name(batch, "kind", batch.kind)
+        kind = enum_name(batch, "kind", batch.kind)
         if len(batch.source_input) != 1:
             return "batch_input_source_count", (
                 f"batch input kind '{kind}' expects 1 source input, got {len(batch.source_input)}",
@@ -1051,7 +1042,7 @@ def _batch_io(c: Any) -> tuple[str, Finding] | None:
                 "exactly one source_input per batch input",
                 "list one model input in source_input",
             )
-        data_type = _enum_name(batch, "data_type", batch.data_type)
+        data_type = enum_name(batch, "data_type", batch.data_type)
         if data_type not in ("TYPE_INT32", "TYPE_FP32"):
             return "batch_input_data_type", (
                 "batch input data type must be TYPE_INT32 or TYPE_FP32",
@@ -1068,7 +1059,7 @@ def _batch_io(c: Any) -> tuple[str, Finding] | None:
                     f"correct {source!r}",
                 )
     for batch in c.batch_output:
-        kind = _enum_name(batch, "kind", batch.kind)
+        kind = enum_name(batch, "kind", batch.kind)
         if len(batch.source_input) != 1:
             return "batch_output_source_count", (
                 f"batch output kind '{kind}' expects 1 source input, got {len(batch.source_input)}",
@@ -1131,10 +1122,10 @@ def config_problems(
         _io_findings(c, release, auto_complete),
     ):
         for code, finding in source:
-            return completed, [_problem(code, c.name, finding)]
+            return completed, [make_problem(code, c.name, finding)]
     if c.name != directory:
         return completed, [
-            _problem(
+            make_problem(
                 "directory_name_mismatch",
                 c.name,
                 (
@@ -1163,579 +1154,6 @@ def _decoupled_findings(c: Any) -> Iterable[tuple[str, Finding]]:
         )
 
 
-# ---------------------------------------------------------------- load: versions, backend, files
-
-
-def versions_to_load(config: Any, listing: ModelListing) -> tuple[list[int], list[str]]:
-    """core VersionsToLoad: the versions Triton loads under the version policy, and why others are skipped.
-
-    A version directory is a sub-directory whose name starts with an integer (std::stoll); names
-    with leading zeros and the warmup/initial_state/configs directories are skipped.
-    Returns ``(versions, notes)``.
-    """
-    existing: set[int] = set()
-    notes = []
-    for name in listing.subdirs:
-        if name in NON_VERSION_DIRS:
-            continue
-        if len(name) > 1 and name[0] == "0":
-            notes.append(f"ignore version directory '{name}' which contains leading zeros in its directory name")
-            continue
-        match = _LEADING_INT.match(name)
-        if not match:
-            notes.append(f"ignore version directory '{name}' which fails to convert to integral number")
-            continue
-        existing.add(int(match.group(0)))
-    policy = config.version_policy
-    choice = policy.WhichOneof("policy_choice") if config.HasField("version_policy") else "latest"
-    if choice == "specific":
-        chosen = [v for v in policy.specific.versions if v in existing]
-        notes += [
-            f"version {v} is specified for model '{config.name}', but the version directory is not present"
-            for v in policy.specific.versions
-            if v not in existing
-        ]
-    elif choice == "all":
-        chosen = sorted(existing)
-    else:
-        wanted = policy.latest.num_versions if config.HasField("version_policy") else 1
-        chosen = sorted(existing, reverse=True)[:wanted]
-    return sorted(set(chosen)), notes
-
-
-def _version_entries(listing: ModelListing, versions: list[int]) -> list[tuple[int, str, Mapping[str, bool]]]:
-    """``(version, directory name, entries)`` of the versions Triton loads (the first directory per number)."""
-    by_number: dict[int, tuple[str, Mapping[str, bool]]] = {}
-    for name, entries in sorted(listing.subdirs.items()):
-        match = _LEADING_INT.match(name)
-        if match and name not in NON_VERSION_DIRS and not (len(name) > 1 and name[0] == "0"):
-            by_number.setdefault(int(match.group(0)), (name, entries))
-    return [(v, *by_number.get(v, (str(v), {}))) for v in versions]
-
-
-def _find_library(listing: ModelListing, versions: list[int], library: str) -> str | None:
-    """The search of core GetBackendLibrarySearchPaths within the model directory: each version directory
-    Triton loads, then the model directory. Returns the directory (relative to the model) holding
-    ``library``, or None."""
-    for search in [d for _v, d, _e in _version_entries(listing, versions)] + [""]:
-        path = posixpath.normpath(posixpath.join(search, library)) if search else posixpath.normpath(library)
-        parts = path.split("/")
-        if path.startswith("../") or path == ".." or library.startswith("/") or len(parts) > 2:
-            continue
-        if len(parts) == 1 and parts[0] in listing.files:
-            return search
-        if len(parts) == 2 and listing.subdirs.get(parts[0], {}).get(parts[1]) is False:
-            return search
-    return None
-
-
-def _escapes(library: str) -> bool:
-    normalized = posixpath.normpath(library)
-    return library.startswith("/") or normalized == ".." or normalized.startswith("../")
-
-
-def backend_problems(
-    config: Any, listing: ModelListing, versions: list[int], release: str | None, release_backends: Iterable[str] | None
-) -> list[Problem]:
-    """Where Triton finds the model's backend library (core backend_model.cc), against the release's backends.
-
-    The search covers the model's version directories, the model directory and the release's
-    ``backends/<backend>/``, whose library is ``libtriton_<backend>.so`` (every backend the
-    release installs; the release tree is tritonfleet's own, checked by its digest).
-    ``release_backends`` None means the release's backend set is not known yet (it is checked
-    once the release is installed and its manifest lists them).
-    """
-    backend = config.backend
-    if not backend or release_backends is None:
-        return []
-    available = set(release_backends)
-    name = config.name
-    runtime = config.runtime
-    where = f"{name}/config.pbtxt"
-    have = f"the release's backends are {', '.join(sorted(available)) or 'none'}"
-    fix = (
-        f"serve {name} on hosts whose release has the {backend} backend (an install method or release that ships "
-        f"it), or remove {name} from this repository"
-    )
-    lookup = release is None or version_at_least(release, BACKEND_LOOKUP_SINCE)
-    if not runtime or not lookup:
-        library = runtime or f"libtriton_{backend}.so"
-        if _find_library(listing, versions, library) is not None or (
-            library == f"libtriton_{backend}.so" and backend in available
-        ):
-            return []
-        message = (
-            f"unable to find backend library for backend '{backend}', try specifying runtime on the model "
-            "configuration."
-            if lookup
-            else f"unable to find '{library}' for model '{name}', searched: {name}/<version>, {name}, "
-            f"backends/{backend}"
-        )
-        return [
-            _problem(
-                "backend_not_found" if not runtime else "runtime_not_found",
-                name,
-                (
-                    message,
-                    f"{where} needs backend {backend!r}; {have}; {name}/ ships no {library}",
-                    f"models of the release's backends ({', '.join(sorted(available)) or 'none'})",
-                    fix,
-                ),
-            )
-        ]
-    python_based = runtime == PYTHON_RUNTIME
-    library = f"libtriton_{PYTHON_BACKEND}.so" if python_based else runtime
-    found_in = _find_library(listing, versions, library)
-    in_release = (python_based and PYTHON_BACKEND in available) or (
-        library == f"libtriton_{backend}.so" and backend in available
-    )
-    if found_in is None and not in_release:
-        searched = f"'{name}/<version>' '{name}' 'backends/{backend}'" + (" 'backends/python'" if python_based else "")
-        return [
-            _problem(
-                "runtime_not_found",
-                name,
-                (
-                    f"unable to find backend library '{library}' for model '{name}', searched: {searched}",
-                    f"runtime: {runtime!r} in {where}; {have}",
-                    "runtime naming libtriton_<backend>.so of a backend the release has, a library shipped inside the "
-                    "model directory, or model.py for a Python-based backend",
-                    "correct runtime, ship the library in the model directory, or remove runtime",
-                ),
-            )
-        ]
-    if found_in is not None and _escapes(library) and rule_applies("runtime_escape", release):
-        libdir = f"{name}/{found_in}".rstrip("/")
-        return [
-            _problem(
-                "runtime_escape",
-                name,
-                (
-                    f"backend library name '{library}' escapes backend directory '{libdir}', for model '{name}', "
-                    "check model config runtime field",
-                    f"runtime: {runtime!r} in {where} resolves outside {libdir}",
-                    "a runtime naming a library file inside the directory that holds it",
-                    "set runtime to the library's file name and put it in the model or version directory",
-                ),
-            )
-        ]
-    if python_based and (backend == PYTHON_BACKEND or backend not in available):
-        return [
-            _problem(
-                "python_based_backend_not_found",
-                name,
-                (
-                    f"unable to find Python backend based backend library '{runtime}' for model '{name}', searched: "
-                    f"'backends/{backend}/model.py'",
-                    f"runtime: model.py with backend {backend!r} in {where}; {have}",
-                    "runtime model.py only for Python-based backends the release installs (backends/<name>/model.py); "
-                    "python models need no runtime",
-                    f"remove runtime from {where}" if backend == PYTHON_BACKEND else fix,
-                ),
-            )
-        ]
-    return []
-
-
-def artifact_names(config: Any, backend: str, gpu_ccs: Iterable[str | None]) -> list[str]:
-    """The model files a backend opens per version: ``default_model_filename`` (or the backend's default),
-    replaced on GPU instances by ``cc_model_filenames[<compute capability>]`` (backend_model_instance.cc).
-    ``gpu_ccs`` holds one entry per instance placement: a GPU's compute capability, None for the CPU."""
-    key = config.platform if backend == "tensorflow" else backend
-    default = config.default_model_filename or DEFAULT_MODEL_FILES.get(key, ("", ""))[0]
-    names = {(config.cc_model_filenames.get(cc, default) if cc else default) for cc in gpu_ccs} or {default}
-    return sorted(n for n in names if n)
-
-
-def _missing_file_message(backend: str, path: str, model: str, instance: str) -> str:
-    """Each backend's own words for a model file it cannot open (sources in DEFAULT_MODEL_FILES)."""
-    if backend == PYTHON_BACKEND:
-        return f"Python model file not found in '{path}'"
-    if backend == "openvino":
-        return f"unable to find '{path}' for model '{model}'"
-    return f"unable to find '{path}' for model instance '{instance}'"
-
-
-def model_file_problems(
-    config: Any, listing: ModelListing, versions: list[int], gpu_ccs: Iterable[str | None], instance: str
-) -> list[Problem]:
-    """The file each backend opens, present (as a file or directory, as the backend needs) in every version
-    Triton loads. ``instance`` names the first instance (``<group>_0``) as the backends' messages do."""
-    backend = backend_of(config)
-    key = config.platform if backend == "tensorflow" else backend
-    if key not in DEFAULT_MODEL_FILES or (backend == "pytorch" and config.runtime == PYTHON_RUNTIME):
-        return []
-    kind = DEFAULT_MODEL_FILES[key][1]
-    names = artifact_names(config, backend, gpu_ccs)
-    if backend == "openvino":
-        names += [posixpath.splitext(n)[0] + ".bin" for n in names if n.endswith(".xml")]
-    what = {"dir": "directory", "file": "file"}.get(kind, "file or directory")
-    problems = []
-    for _version, directory, entries in _version_entries(listing, versions):
-        for name in names:
-            is_dir = entries.get(name)
-            if is_dir is not None and (kind == "any" or is_dir == (kind == "dir")):
-                continue
-            path = f"{config.name}/{directory}/{name}"
-            problems.append(
-                _problem(
-                    "model_file_missing",
-                    config.name,
-                    (
-                        _missing_file_message(backend, path, config.name, instance),
-                        f"{config.name}/{directory}/ holds {', '.join(sorted(entries)) or 'nothing'}"
-                        + (f" ({name} is not a {what})" if is_dir is not None else ""),
-                        f"the {backend} backend opens the {what} {name} in every version directory it loads "
-                        "(default_model_filename or cc_model_filenames may name another)",
-                        f"put {name} in {config.name}/{directory}/, or set default_model_filename to the model file "
-                        "there",
-                    ),
-                )
-            )
-    return problems
-
-
-def no_version_problem(config: Any, listing: ModelListing, notes: list[str]) -> Problem:
-    """core AsyncLoad: nothing to load under the version policy."""
-    subdirs = sorted(listing.subdirs)
-    return _problem(
-        "no_version_available",
-        config.name,
-        (
-            f"at least one version must be available under the version policy of model '{config.name}'",
-            f"{config.name}/ has "
-            + (f"sub-directories {subdirs}" if subdirs else "no version directory")
-            + (f" ({'; '.join(notes)})" if notes else ""),
-            "numeric version directories (1/, 2/, ...) holding the model file, matching version_policy",
-            f"put the model in {config.name}/1/ (or correct version_policy)",
-        ),
-    )
-
-
-def cpu_only_backend_problem(config: Any, backend: str) -> Problem:
-    """openvino_backend ModelInstanceState: every instance must be KIND_CPU."""
-    return _problem(
-        "cpu_only_backend_gpu_instance",
-        config.name,
-        (
-            f"unable to load model '{config.name}', Triton openVINO backend supports only CPU device",
-            f"an instance group of {config.name} (backend {backend}) resolves to KIND_GPU",
-            "KIND_CPU instance groups (or none: the backend prefers KIND_CPU)",
-            "set kind: KIND_CPU, or use instance policy auto",
-        ),
-    )
-
-
-# ---------------------------------------------------------------- ensembles across the repository
-
-
-def ensemble_graph_problems(models: Mapping[str, ModelState]) -> dict[str, Problem]:
-    """ConnectDependencyGraph and CircularDependencyCheck for every ensemble that passed its own poll rules.
-
-    A step model that is missing or failed the poll is 'not available'. Returns model -> problem.
-    """
-    available = {n for n, m in models.items() if m.failed_phase != "poll" and m.config is not None}
-    problems: dict[str, Problem] = {}
-    for name, model in sorted(models.items()):
-        if model.failed_phase or model.config is None or not model.config.HasField("ensemble_scheduling"):
-            continue
-        missing = sorted({s.model_name for s in model.config.ensemble_scheduling.step} - available)
-        if missing:
-            problems[name] = _problem(
-                "ensemble_step_unavailable",
-                name,
-                (
-                    f"ensemble {name} contains models that are not available or ambiguous: {', '.join(missing)}",
-                    f"steps of {name}/config.pbtxt name {', '.join(missing)}; the repository's valid models are "
-                    f"{', '.join(sorted(available)) or 'none'}",
-                    "ensemble steps naming models of the same repository that pass their own checks",
-                    "add or fix those models, or correct the step's model_name",
-                ),
-            )
-    for name, model in sorted(models.items()):
-        if name in problems or model.failed_phase or model.config is None:
-            continue
-        cycle = _cycle(name, models, problems)
-        if cycle:
-            problems[name] = _problem(
-                "ensemble_circular",
-                name,
-                (
-                    f"circular dependency between ensembles: {name} -> ... -> {cycle} -> {name}",
-                    f"{name} reaches itself through its steps ({cycle} lists {name})",
-                    "ensembles whose steps never lead back to themselves",
-                    f"remove the step that names {name} from {cycle}",
-                ),
-            )
-    return problems
-
-
-def _upstreams(model: ModelState) -> list[str]:
-    if model.config is None or not model.config.HasField("ensemble_scheduling"):
-        return []
-    return list(dict.fromkeys(s.model_name for s in model.config.ensemble_scheduling.step))
-
-
-def _cycle(start: str, models: Mapping[str, ModelState], failed: Mapping[str, Problem]) -> str | None:
-    """CircularDependencyCheck: the model whose step leads back to ``start``, or None."""
-    seen: set[str] = set()
-
-    def visit(current: str) -> str | None:
-        for upstream in _upstreams(models[current]):
-            if upstream not in models or upstream in failed or models[upstream].failed_phase == "poll":
-                continue
-            if upstream == start:
-                return current
-            if upstream in seen:
-                continue
-            seen.add(upstream)
-            found = visit(upstream)
-            if found:
-                return found
-        return None
-
-    return visit(start)
-
-
-@dataclass
-class _Node:
-    model: str
-    dtype: str = ""
-    dims: tuple[int, ...] = ()
-    full: tuple[int, ...] = ()
-    decoupled: bool = False
-    label: int = 0
-    visited: bool = False
-    prev: list[_Node] = field(default_factory=list)
-    next: list[_Node] = field(default_factory=list)
-    sibling: _Node | None = None
-
-
-def _node(model: str, batching: bool, io: Any, use_reshape: bool = False) -> _Node:
-    dims = tuple(io.reshape.shape) if use_reshape and io.HasField("reshape") else tuple(io.dims)
-    full = ((WILDCARD_DIM,) if batching else ()) + dims
-    return _Node(model, _enum_name(io, "data_type", io.data_type), dims, full)
-
-
-def _same_dims(left: tuple[int, ...], right: tuple[int, ...]) -> bool:
-    return len(left) == len(right) and all(
-        a in (WILDCARD_DIM, b) or b == WILDCARD_DIM for a, b in zip(left, right, strict=True)
-    )
-
-
-def ensemble_problems(name: str, models: Mapping[str, ModelState]) -> list[Problem]:
-    """CheckNode and ValidateEnsembleConfig for ensemble ``name``, whose steps are all loadable."""
-    ensemble = models[name].config
-    where = f"ensemble_scheduling of {name}/config.pbtxt"
-    steps = list(ensemble.ensemble_scheduling.step)
-    for step in steps:
-        upstream = models[step.model_name]
-        if upstream.failed_phase:
-            loading = upstream.failed_phase == "load"
-            version = upstream.versions[-1] if upstream.versions else 1
-            detail = (
-                f"which has no loaded version. Model '{step.model_name}' loading failed with error: version {version} "
-                f"is at UNAVAILABLE state: {upstream.error}"
-                if loading
-                else f"which is not valid. Model '{step.model_name}' failed with error: {upstream.error}"
-            )
-            return [
-                _problem(
-                    "ensemble_step_not_loaded" if loading else "ensemble_step_invalid",
-                    name,
-                    (
-                        f"ensemble '{name}' depends on '{step.model_name}' {detail}",
-                        f"step {step.model_name!r} of {where} fails its own checks",
-                        "ensembles whose step models load",
-                        f"fix {step.model_name} (its own message says how)",
-                    ),
-                )
-            ]
-        if step.model_version != -1 and step.model_version not in upstream.versions:
-            return [
-                _problem(
-                    "ensemble_required_version",
-                    name,
-                    (
-                        f"ensemble '{name}' depends on '{step.model_name}' whose required version "
-                        f"{step.model_version} is not loaded.",
-                        f"step {step.model_name!r} asks model_version {step.model_version}; {step.model_name} loads "
-                        f"versions {upstream.versions} under its version_policy",
-                        "model_version -1 (the newest loaded) or a version the step model loads",
-                        f"set model_version to -1 or one of {upstream.versions}, or add that version of "
-                        f"{step.model_name}",
-                    ),
-                )
-            ]
-    batching = ensemble.max_batch_size > 0
-    tensors: dict[str, _Node] = {io.name: _node(name, batching, io, True) for io in ensemble.input}
-    sink = _Node(name)
-    for io in ensemble.output:
-        node = tensors.setdefault(io.name, _node(name, batching, io, True))
-        sink.prev.append(node)
-        node.next.append(sink)
-    for step in steps:
-        found = _step_mapping(name, step, models[step.model_name].config, ensemble.max_batch_size, tensors, where)
-        if found:
-            code, finding = found
-            return [_problem(code, name, finding)]
-    queue: deque[_Node] = deque()
-    for io in ensemble.input:
-        tensors[io.name].visited = True
-        queue.append(tensors[io.name])
-    labels = 0
-    while queue:
-        current = queue.popleft()
-        for nxt in current.next:
-            if nxt.visited or not all(p.visited for p in nxt.prev):
-                continue
-            first = nxt.prev[0].label
-            if any(p.label != first for p in nxt.prev):
-                return [
-                    _problem(
-                        "ensemble_decoupled_branching",
-                        name,
-                        (
-                            f"in ensemble {name}, step of model '{nxt.model}' receives inputs originated from "
-                            "different decoupled models",
-                            f"the inputs of step {nxt.model!r} come from different decoupled steps in {where}",
-                            "a step fed by at most one decoupled model's responses",
-                            "route the decoupled outputs through one step, or make those steps non-decoupled",
-                        ),
-                    )
-                ]
-            if nxt.sibling is not None and nxt.sibling.visited:
-                nxt.label = nxt.sibling.label
-            else:
-                if nxt.decoupled:
-                    labels += 1
-                nxt.label = labels if nxt.decoupled else first
-                if nxt.sibling is not None:
-                    nxt.sibling.label, nxt.sibling.visited = nxt.label, True
-            nxt.visited = True
-            queue.append(nxt)
-    return []
-
-
-def _step_mapping(
-    name: str, step: Any, config: Any, ensemble_batch: int, tensors: dict[str, _Node], where: str
-) -> tuple[str, Finding] | None:
-    """The max batch size check and ValidateTensorMapping for one step."""
-    model = step.model_name
-    if 0 < config.max_batch_size < ensemble_batch:
-        return "ensemble_batch_size", (
-            f"ensemble {name} allows maximum batch size {ensemble_batch}, but it contains model {model} which only "
-            f"allows maximum batch size to be {config.max_batch_size}",
-            f"{name} max_batch_size {ensemble_batch}, step {model} max_batch_size {config.max_batch_size}",
-            "an ensemble max_batch_size no larger than any batching step's",
-            f"lower {name}'s max_batch_size to {config.max_batch_size} or raise {model}'s",
-        )
-    batching = config.max_batch_size > 0
-    inputs = {io.name: io for io in config.input}
-    for key, value in step.input_map.items():
-        if key not in inputs:
-            return "ensemble_map_unknown_input", (
-                f"in ensemble {name}, ensemble tensor {value} is mapping to non-existing input {key} in model {model}",
-                f"input_map key {key!r} of step {model}; {model} has inputs {sorted(inputs)} ({where})",
-                "input_map keys naming inputs of the step model",
-                f"use one of {sorted(inputs)} as the key",
-            )
-    for io in config.input:
-        mapped = [value for key, value in step.input_map.items() if key == io.name]
-        for value in mapped:
-            node = _node(model, batching, io)
-            if value in tensors:
-                found = _consistency(name, value, tensors[value], node)
-                if found:
-                    return found
-            else:
-                tensors[value] = node
-        if not mapped and not io.optional:
-            return "ensemble_input_unmapped", (
-                f"in ensemble {name}, input {io.name} in model {model} is not mapped to any ensemble tensors",
-                f"step {model} of {where} maps {sorted(step.input_map)}, not {io.name!r}",
-                "every non-optional input of a step model mapped to an ensemble tensor",
-                f"add input_map {{ key: {io.name!r} value: <tensor> }} to the step",
-            )
-    outputs = {io.name: io for io in config.output}
-    for key, value in step.output_map.items():
-        if key not in outputs:
-            return "ensemble_map_unknown_output", (
-                f"in ensemble {name}, ensemble tensor {value} is mapped from non-existing output {key} in model "
-                f"{model}",
-                f"output_map key {key!r} of step {model}; {model} has outputs {sorted(outputs)} ({where})",
-                "output_map keys naming outputs of the step model",
-                f"use one of {sorted(outputs)} as the key",
-            )
-    sibling = _Node(model)
-    for key, value in step.output_map.items():
-        matched = [io for io in config.output if io.name == key]
-        for io in matched:
-            node = _node(model, batching, io)
-            if value in tensors:
-                found = _consistency(name, value, tensors[value], node)
-                if found:
-                    return found
-            else:
-                tensors[value] = node
-            tensors[value].sibling = sibling
-        if len(matched) > 1:
-            return "ensemble_outputs_same_tensor", (
-                f"in ensemble {name}, multiple outputs in model {model} are mapped to the same ensemble tensor {value}",
-                f"tensor {value!r} mapped from several outputs of {model} in {where}",
-                "each ensemble tensor fed by one step output",
-                "map the outputs to different tensors",
-            )
-    decoupled = config.model_transaction_policy.decoupled
-    for value in step.output_map.values():
-        node = tensors[value]
-        node.decoupled = decoupled
-        for source in step.input_map.values():
-            node.prev.append(tensors[source])
-            tensors[source].next.append(node)
-    return None
-
-
-def _consistency(name: str, tensor: str, left: _Node, right: _Node) -> tuple[str, Finding] | None:
-    """ValidateTensorConsistency: data type, then shape (with or without the batch dimension)."""
-    prefix = f"in ensemble {name}, ensemble tensor {tensor}: "
-    if left.dtype != right.dtype:
-        return "ensemble_tensor_inconsistent", (
-            f"{prefix}inconsistent data type: {left.dtype} is inferred from model {left.model} while {right.dtype} is "
-            f"inferred from model {right.model}",
-            f"tensor {tensor!r} is {left.dtype} in {left.model} and {right.dtype} in {right.model}",
-            "the same data type on both ends of every ensemble tensor",
-            "make the two configs agree (or convert in a step between them)",
-        )
-    if not _same_dims(left.dims, right.dims) and not _same_dims(left.full, right.full):
-        return "ensemble_tensor_inconsistent", (
-            f"{prefix}inconsistent shape: {_dims(left.full)} is inferred from model {left.model} while "
-            f"{_dims(right.full)} is inferred from model {right.model}",
-            f"tensor {tensor!r} has dims {_dims(left.full)} in {left.model} and {_dims(right.full)} in {right.model}",
-            "matching shapes on both ends of every ensemble tensor (-1 matches any size)",
-            "make the two configs' dims agree",
-        )
-    return None
-
-
 def rule_codes(phase: str | None = None) -> list[str]:
     """The rule codes, in Triton's order (of one phase when given)."""
     return [r.code for r in RULES if phase is None or r.phase == phase]
-
-
-def read_listing(model_dir: Path) -> ModelListing:
-    """What a model directory holds, as Triton lists it: sub-directories with their entries, top-level files.
-
-    Symlinks count as what they point to (the repository checks refuse those leaving it).
-    Raises OSError when the directory cannot be read.
-    """
-    subdirs: dict[str, dict[str, bool]] = {}
-    files = set()
-    with os.scandir(model_dir) as entries:
-        for entry in entries:
-            if entry.is_dir():
-                with os.scandir(entry.path) as inner:
-                    subdirs[entry.name] = {e.name: e.is_dir() for e in inner}
-            elif entry.is_file():
-                files.add(entry.name)
-    return ModelListing(subdirs, frozenset(files))

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ansible.module_utils.triton_model_config import model_config_pb2
+from ansible.module_utils.triton_model_load_rules import read_listing
 from ansible.module_utils.triton_model_repository import (
     RenderSettings,
     RepositoryCheck,
@@ -30,7 +31,7 @@ from ansible.module_utils.triton_model_repository import (
     problems_message,
     scan_repository,
 )
-from ansible.module_utils.triton_model_rules import missing_config_problem, read_listing
+from ansible.module_utils.triton_model_rules import missing_config_problem
 from ansible.module_utils.triton_release_tree import (
     CONFIG_NAME,
     INSTANCE_GROUPS_NAME,

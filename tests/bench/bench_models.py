@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Benchmark: render + validate a generated 200-model repository (target <= 2 s), and a full
-verification of 20 models served by a real tritonserver 2.51.0 (target <= 3 s).
+"""Benchmark: render + validate a generated 200-model repository (target <= 2 s), every static check of
+that repository, ensembles included (target <= 1 s), and a full verification of 20 models served by a
+real tritonserver 2.51.0 (target <= 3 s).
 
 Run: ``.venv/bin/python tests/bench/bench_models.py`` (uses loopback ports 38030-38032).
 Exits non-zero when a target is missed.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +28,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 import requests  # noqa: E402 - after the module_utils path is set up, like every import below
 from ansible.module_utils.triton_model_config import render_repository  # noqa: E402
+from ansible.module_utils.triton_model_repository import RenderSettings, check_repository  # noqa: E402
 from ansible.module_utils.triton_nvml import load_nvml  # noqa: E402
 from ansible.module_utils.triton_server_check import verify  # noqa: E402
 from support.triton_dist import server_argv, server_env, triton_release  # noqa: E402
@@ -54,23 +57,46 @@ PLANS = {
         {"arch": "aarch64", "gpus": [], "igpu": {"compute_capability": "8.7"}},
     ),
 }
+ENSEMBLE = (
+    'platform: "ensemble"\nmax_batch_size: 0\n'
+    'input [{ name: "A" data_type: TYPE_FP32 dims: [4] }, { name: "B" data_type: TYPE_FP32 dims: [4] }]\n'
+    'output [{ name: "D" data_type: TYPE_FP32 dims: [4] }]\n'
+    "ensemble_scheduling { step [\n"
+    '  { model_name: "{step}" model_version: -1 input_map { key: "INPUT0" value: "A" } '
+    'input_map { key: "INPUT1" value: "B" } output_map { key: "OUTPUT0" value: "S" } output_map { key: "OUTPUT1" '
+    'value: "T" } },\n'
+    '  { model_name: "{step}" model_version: -1 input_map { key: "INPUT0" value: "S" } '
+    'input_map { key: "INPUT1" value: "T" } output_map { key: "OUTPUT1" value: "D" } }\n'
+    "] }\n"
+)
+# (config, files of version 1): the detector, the python add_sub, an ONNX Runtime model with KIND_AUTO,
+# and an ensemble of the python model before it.
 SHAPES = [
-    DETECTOR.read_text(),
-    (ADD_SUB / "config.pbtxt").read_text(),
-    'backend: "onnxruntime"\nmax_batch_size: 8\ninput [{ name: "x" data_type: TYPE_FP32 dims: [16] }]\n'
-    'output [{ name: "y" data_type: TYPE_FP32 dims: [16] }]\ninstance_group [{ kind: KIND_AUTO count: 2 }]\n',
-    'platform: "ensemble"\nensemble_scheduling { step [ { model_name: "m000" model_version: -1 } ] }\n',
+    (DETECTOR.read_text(), ("model.onnx",)),
+    ((ADD_SUB / "config.pbtxt").read_text(), ("model.py",)),
+    (
+        'backend: "onnxruntime"\nmax_batch_size: 8\ninput [{ name: "x" data_type: TYPE_FP32 dims: [16] }]\n'
+        'output [{ name: "y" data_type: TYPE_FP32 dims: [16] }]\ninstance_group [{ kind: KIND_AUTO count: 2 }]\n',
+        ("model.onnx",),
+    ),
+    (ENSEMBLE, ()),
 ]
+BACKENDS = ("onnxruntime", "python")
+VALIDATE_TARGET_S = 1.0
 
 
 def generate_repository(root: Path, count: int) -> Path:
-    """Write ``count`` model directories cycling through detector, python, ORT-auto and ensemble configs."""
+    """Write ``count`` servable model directories cycling through detector, python, ORT-auto and ensemble
+    (each ensemble runs the python model generated just before it twice)."""
     for i in range(count):
-        body = SHAPES[i % len(SHAPES)]
+        body, files = SHAPES[i % len(SHAPES)]
         name = f"m{i:03d}"
         model = root / name
-        model.mkdir(parents=True)
-        (model / "config.pbtxt").write_text(body.replace('name: "peoplenet"', "").replace('name: "add_sub"', ""))
+        (model / "1").mkdir(parents=True)
+        text = re.sub(r'^name: "\w+"\n', "", body, flags=re.M).replace("{step}", f"m{i - 2:03d}")
+        (model / "config.pbtxt").write_text(text)
+        for file in files:
+            (model / "1" / file).write_text("placeholder\n")
     return root
 
 
@@ -86,6 +112,24 @@ def bench_render(tmp: Path) -> dict[str, float]:
             Path(model.dest).write_text(model.text)
         timings[platform] = time.perf_counter() - start
         assert len(rendered) == RENDER_MODELS
+    return timings
+
+
+def bench_validate(tmp: Path) -> dict[str, float]:
+    """Every static check of the whole repository (layout, links, config rules, graph, versions, backends,
+    instance groups, model files, ensembles) for each plan: the median of five runs."""
+    src = tmp / "repo200"
+    timings = {}
+    for platform, (plan, host) in PLANS.items():
+        settings = RenderSettings({**plan, "release": "24.10"}, host, release_backends=BACKENDS)
+        runs = []
+        for _ in range(5):
+            start = time.perf_counter()
+            check = check_repository(src, settings)
+            runs.append(time.perf_counter() - start)
+            if check.problems or len(check.configs) != RENDER_MODELS:
+                raise SystemExit(f"the generated repository is not clean: {[p.message for p in check.problems][:3]}")
+        timings[platform] = sorted(runs)[len(runs) // 2]
     return timings
 
 
@@ -176,6 +220,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-models-") as tmpdir:
         tmp = Path(tmpdir)
         render = bench_render(tmp)
+        validate = bench_validate(tmp)
         module_s = bench_module(tmp)
         runs, ready_s = bench_verify(tmp)
     ok = True
@@ -185,6 +230,13 @@ def main() -> int:
         print(
             f"render+validate {RENDER_MODELS} models ({platform} plan): {seconds:.3f} s "
             f"(target <= {RENDER_TARGET_S} s) {verdict}"
+        )
+    for platform, seconds in validate.items():
+        ok &= seconds <= VALIDATE_TARGET_S
+        print(
+            f"static validation of {RENDER_MODELS} models, {RENDER_MODELS // len(SHAPES)} of them ensembles "
+            f"({platform} plan): {seconds:.3f} s (target <= {VALIDATE_TARGET_S} s) "
+            f"{'ok' if seconds <= VALIDATE_TARGET_S else 'MISSED'}"
         )
     print(
         f"triton_model_config module, one ansible call, {RENDER_MODELS} models: {module_s:.2f} s "

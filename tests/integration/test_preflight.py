@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -76,6 +77,30 @@ def test_enable_gpu_true_fails_with_the_contradiction(tmp_path):
     assert "the request contradicts the host: triton_enable_gpu=true" in proc.stdout
     assert "To fix: set triton_enable_gpu: auto or false" in proc.stdout
     assert "Plan: Triton" not in proc.stdout
+
+
+def test_the_detector_example_is_refused_before_any_change_with_every_reason(tmp_path):
+    detector = REPO / "examples" / "detector_repository"
+    proc, recap = preflight(tmp_path, "-e", f"triton_models_src={detector}")
+    assert proc.returncode != 0
+    assert (recap["failed"], recap["changed"]) == (1, 0)
+    out = proc.stdout
+    assert f"model repository {detector} cannot be served (2 problems)" in out
+    assert "at least one version must be available under the version policy of model 'peoplenet'" in out
+    assert "Found: peoplenet/ has no version directory" in out
+    assert "unable to find backend library for backend 'onnxruntime', try specifying runtime on the model" in out
+    assert "the release's backends are python" in out
+    assert out.count("Supported: ") >= 2 and out.count("Fix: ") >= 2
+    assert "Plan: Triton 24.10 (2.51.0) by wheel" in out
+
+
+def test_a_link_leaving_the_repository_is_refused_in_preflight(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "examples" / "model_repository", repo, ignore=shutil.ignore_patterns("__pycache__"))
+    os.symlink("/etc/passwd", repo / "add_sub" / "1" / "passwd")
+    proc, recap = preflight(tmp_path, "-e", f"triton_models_src={repo}")
+    assert (recap["failed"], recap["changed"]) == (1, 0)
+    assert "add_sub/1/passwd links outside the model repository, to /etc/passwd" in proc.stdout
 
 
 def test_unknown_release_fails(tmp_path):

@@ -452,3 +452,108 @@ def test_the_schema_loads_without_grpc_and_is_shared_with_tritonclient():
 
     assert tritonclient.grpc.model_config_pb2 is triton_model_config.model_config_pb2
     assert triton_model_config.model_config_pb2.ModelConfig.DESCRIPTOR.full_name == "inference.ModelConfig"
+
+
+# ---------------------------------------------------------------- Triton's rules the rendering follows (issue 11 §4)
+
+
+@pytest.mark.parametrize(
+    ("group", "message"),
+    [
+        (
+            "instance_group [{ kind: KIND_GPU gpus: [0] }]",
+            "instance group m_0 of model m specifies invalid or unsupported gpu id 0. GPUs with at least the minimum "
+            "required CUDA compute compatibility of 0.000000 are: ",
+        ),
+        (
+            "instance_group [{ kind: KIND_GPU }]",
+            "instance group m_0 of model m has kind KIND_GPU but no GPUs are available",
+        ),
+    ],
+    ids=["listed-ids", "no-ids"],
+)
+def test_keep_on_a_host_without_gpus_words_listed_ids_as_triton_does(group, message):
+    (problem,) = validate(cfg(f'backend: "python"\n{group}'), CPU_PLAN, CPU_HOST)
+    assert problem.message == message
+    assert problem.code == ("invalid_gpu_id" if "gpus" in group else "gpu_kind_no_gpu")
+
+
+ORT_CPU_ACCEL = f'backend: "onnxruntime"\ninstance_group [{{ kind: KIND_CPU count: 2 }}]\n{ACCEL}'
+
+
+@pytest.mark.parametrize("platform", ["dgpu", "jetson"])
+def test_auto_moves_a_cpu_group_with_a_gpu_accelerator_onto_the_plans_gpus(platform):
+    plan, host = PLATFORMS[platform]
+    rendered, warnings = render_for_host(cfg(ORT_CPU_ACCEL), plan, host, "auto")
+    groups = effective_instance_groups(rendered, plan, True)
+    assert [(g["kind"], g["gpus"], g["count"]) for g in groups] == [("KIND_GPU", plan["gpu_ids"], 2)]
+    assert [a.name for a in rendered.optimization.execution_accelerators.gpu_execution_accelerator] == ["tensorrt"]
+    assert any("moved to KIND_GPU" in w and "gpu_execution_accelerator" in w for w in warnings)
+    assert validate(rendered, plan, host) == []
+
+
+def test_auto_keeps_a_plain_cpu_group_on_the_cpu_of_a_gpu_host():
+    rendered, warnings = render_for_host(
+        cfg('backend: "onnxruntime"\ninstance_group [{ kind: KIND_CPU }]'), DGPU_PLAN, DGPU_HOST
+    )
+    assert [g["kind"] for g in effective_instance_groups(rendered, DGPU_PLAN, True)] == ["KIND_CPU"]
+    assert warnings == []
+
+
+def test_auto_keeps_cpu_groups_beside_a_gpu_group_that_uses_the_accelerator():
+    body = f'backend: "onnxruntime"\ninstance_group [{{ kind: KIND_GPU }}, {{ kind: KIND_CPU }}]\n{ACCEL}'
+    rendered, _ = render_for_host(cfg(body), DGPU_PLAN, DGPU_HOST)
+    assert [g["kind"] for g in effective_instance_groups(rendered, DGPU_PLAN, True)] == ["KIND_GPU", "KIND_CPU"]
+
+
+def test_cpu_group_with_accelerator_on_a_cpu_plan_drops_it_and_keep_refuses_it():
+    rendered, warnings = render_for_host(cfg(ORT_CPU_ACCEL), CPU_PLAN, CPU_HOST, "auto")
+    assert not rendered.HasField("optimization")
+    assert any("dropped gpu_execution_accelerator (tensorrt)" in w for w in warnings)
+    with pytest.raises(ModelConfigError) as err:
+        render_text(ORT_CPU_ACCEL, "/repo/m/config.pbtxt", DGPU_PLAN, DGPU_HOST, policy="keep")
+    assert [p.code for p in err.value.problems] == ["gpu_accelerator_on_cpu"]
+
+
+OPENVINO_MODEL = 'backend: "openvino"\ninstance_group [{ kind: KIND_GPU }]'
+
+
+def test_openvino_runs_on_the_cpu_under_auto_and_is_refused_on_a_gpu_under_keep():
+    rendered, warnings = render_for_host(cfg(OPENVINO_MODEL), DGPU_PLAN, DGPU_HOST, "auto")
+    assert [g["kind"] for g in effective_instance_groups(rendered, DGPU_PLAN, True)] == ["KIND_CPU"]
+    assert any("runs only on the CPU" in w for w in warnings)
+    (problem,) = validate(cfg(OPENVINO_MODEL), DGPU_PLAN, DGPU_HOST)
+    assert problem.message == "unable to load model 'm', Triton openVINO backend supports only CPU device"
+
+
+def test_openvino_without_instance_groups_gets_its_preferred_cpu_group():
+    groups = effective_instance_groups(cfg('backend: "openvino"'), DGPU_PLAN, True)
+    assert groups == [{"name": "m", "kind": "KIND_CPU", "count": 1, "gpus": []}]
+
+
+@pytest.mark.parametrize(("count", "expected"), [(0, 2), (-1, 2)])
+def test_a_count_below_one_is_tritons_default_with_a_warning(count, expected):
+    body = f'backend: "onnxruntime"\ninstance_group [{{ kind: KIND_CPU count: {count} }}]'
+    _, groups, warnings = render_text(body, "/repo/m/config.pbtxt", CPU_PLAN, CPU_HOST, policy="keep")
+    assert groups[0]["count"] == expected
+    assert any("Triton uses its default count" in w for w in warnings) is (count < 0)
+
+
+JETPACK7_HOST = {
+    "platform": "jetson",
+    "arch": "aarch64",
+    "gpus": [{"index": 0, "name": "NVIDIA Thor", "compute_capability": None, "integrated": True}],
+    "igpu": {"name": "Thor", "compute_capability": "11.0"},
+}
+
+
+def test_the_igpus_compute_capability_stands_in_where_nvml_has_none():
+    from ansible.module_utils.triton_host import gpu_compute_capability
+
+    assert gpu_compute_capability(JETPACK7_HOST, 0) == "11.0"
+    assert gpu_compute_capability(JETSON_HOST, 0) == "8.7"
+    assert gpu_compute_capability(DGPU_HOST, 1) == "7.5"
+    assert gpu_compute_capability(DGPU_HOST, 5) is None
+    body = 'platform: "tensorrt_plan"\ncc_model_filenames [ { key: "8.7" value: "orin.plan" } ]'
+    (problem,) = validate(cfg(body), JETSON_PLAN, JETPACK7_HOST)
+    assert problem.message == "model m has no cc_model_filenames entry for compute capability 11.0 of gpu 0"

@@ -206,3 +206,46 @@ def test_an_archive_with_anything_but_inward_plain_files_is_refused(tmp_path, ba
     with pytest.raises(ReleaseError, match="not a plain file inside the release"):
         extract_archive(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_link_leaving_the_repository_is_refused_before_anything_is_built(repo, tmp_path):
+    secret = tmp_path / "outside" / "passwd"
+    secret.parent.mkdir()
+    secret.write_text("root:x:0:0\n")
+    os.symlink(secret, repo / "add_sub" / "1" / "passwd")
+    with pytest.raises(ReleaseError) as caught:
+        build_release(repo, tmp_path / "build", _render())
+    message = str(caught.value)
+    assert "add_sub/1/passwd links outside the model repository" in message
+    assert f"resolves to {secret}" in message and "Fix: copy what add_sub/1/passwd needs" in message
+    assert [p["code"] for p in caught.value.problems] == ["link_escapes"]
+    assert not (tmp_path / "build").exists()
+
+
+def test_a_link_inside_the_repository_is_released_as_a_plain_copy(repo, tmp_path):
+    (repo / "add_sub" / "shared.py").write_text("SHARED = 1\n")
+    os.symlink("../shared.py", repo / "add_sub" / "1" / "helper.py")
+    build = build_release(repo, tmp_path / "build", _render())
+    copied = build.path / "add_sub" / "1" / "helper.py"
+    assert copied.is_file() and not copied.is_symlink()
+    assert copied.read_text() == "SHARED = 1\n"
+    with tarfile.open(build.archive) as tar:
+        assert tar.getmember("add_sub/1/helper.py").isfile()
+
+
+def test_a_backend_the_release_lacks_is_refused_with_tritons_words(repo, tmp_path):
+    detector = Path(__file__).resolve().parents[2] / "examples" / "detector_repository" / "peoplenet"
+    shutil.copytree(detector, repo / "peoplenet", ignore=shutil.ignore_patterns("README*"))
+    (repo / "peoplenet" / "1").mkdir()
+    (repo / "peoplenet" / "1" / "model.onnx").write_bytes(b"onnx")
+    render = host_renderer(CPU_PLAN, CPU_HOST, "auto", True, release_backends=["python"])
+    with pytest.raises(ReleaseError) as caught:
+        build_release(repo, tmp_path / "build", render)
+    assert [p["code"] for p in caught.value.problems] == ["backend_not_found"]
+    assert (
+        "unable to find backend library for backend 'onnxruntime', try specifying runtime on the model "
+        "configuration." in str(caught.value)
+    )
+    assert "the release's backends are python" in str(caught.value)
+    # The same repository with the backends unknown (a release not installed yet) is built.
+    assert build_release(repo, tmp_path / "build", _render()).models == ["add_sub", "peoplenet", "scale"]
