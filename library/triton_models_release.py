@@ -10,11 +10,11 @@ from pathlib import Path
 
 from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.triton_model_config import IMPORT_ERROR
+from ansible.module_utils.triton_model_repository import render_settings
 from ansible.module_utils.triton_models_release import (
     ReleaseError,
     build_release,
     check_overrides,
-    host_renderer,
     judge_repository,
 )
 from ansible.module_utils.triton_module_run import ModuleFailure, run_as_module
@@ -181,7 +181,7 @@ def run(params: dict, check_mode: bool) -> dict:
     src = Path(params["src"])
     try:
         counts = check_overrides(src, params["policy_overrides"], params["instance_counts"])
-        render = host_renderer(
+        render = render_settings(
             params["plan"],
             params["host"],
             params["policy"],

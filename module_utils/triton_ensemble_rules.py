@@ -239,13 +239,9 @@ def _step_mapping(
     for io in config.input:
         mapped = [value for key, value in step.input_map.items() if key == io.name]
         for value in mapped:
-            node = _node(model, batching, io)
-            if value in tensors:
-                found = _consistency(name, value, tensors[value], node)
-                if found:
-                    return found
-            else:
-                tensors[value] = node
+            found = _record(name, value, _node(model, batching, io), tensors)
+            if found:
+                return found
         if not mapped and not io.optional:
             return "ensemble_input_unmapped", (
                 f"in ensemble {name}, input {io.name} in model {model} is not mapped to any ensemble tensors",
@@ -267,13 +263,9 @@ def _step_mapping(
     for key, value in step.output_map.items():
         matched = [io for io in config.output if io.name == key]
         for io in matched:
-            node = _node(model, batching, io)
-            if value in tensors:
-                found = _consistency(name, value, tensors[value], node)
-                if found:
-                    return found
-            else:
-                tensors[value] = node
+            found = _record(name, value, _node(model, batching, io), tensors)
+            if found:
+                return found
             tensors[value].sibling = sibling
         if len(matched) > 1:
             return "ensemble_outputs_same_tensor", (
@@ -289,6 +281,14 @@ def _step_mapping(
         for source in step.input_map.values():
             node.prev.append(tensors[source])
             tensors[source].next.append(node)
+    return None
+
+
+def _record(name: str, tensor: str, node: _Node, tensors: dict[str, _Node]) -> tuple[str, Finding] | None:
+    """The first end of an ensemble tensor defines it; every other end must agree with it."""
+    if tensor in tensors:
+        return _consistency(name, tensor, tensors[tensor], node)
+    tensors[tensor] = node
     return None
 
 

@@ -380,7 +380,27 @@ def validate_repository(
     backends of the release that will serve it (the manifest's ``backends`` once installed, the
     plan's ``backends`` before; None: unknown, not checked).
     """
-    settings = RenderSettings(
+    settings = render_settings(plan, host, policy, gpu_build, policy_overrides, counts, release_backends)
+    return check_repository(Path(src), settings).problems
+
+
+def render_settings(
+    plan: dict[str, Any],
+    host: dict[str, Any],
+    policy: str = "auto",
+    gpu_build: bool = True,
+    policy_overrides: dict[str, str] | None = None,
+    counts: dict[str, int] | None = None,
+    release_backends: list[str] | None = None,
+) -> RenderSettings:
+    """How one host renders and judges a repository.
+
+    ``policy_overrides`` and ``counts`` map model names to a policy (``auto``/``keep``) and
+    an instance count; a model without an entry gets ``policy`` and its written count.
+    ``release_backends`` are the backends of the release that will serve the repository (None:
+    not known yet, not checked).
+    """
+    return RenderSettings(
         plan,
         host,
         policy,
@@ -389,4 +409,3 @@ def validate_repository(
         dict(counts or {}),
         None if release_backends is None else tuple(release_backends),
     )
-    return check_repository(Path(src), settings).problems

@@ -96,7 +96,7 @@ def instance_groups_json(groups: dict[str, list[dict]]) -> str:
 def build_release(src: Path, build_root: Path, settings: RenderSettings, write: bool = True) -> ReleaseBuild:
     """Assemble the release of ``src`` for one host under ``build_root/<release id>``.
 
-    ``settings`` (``host_renderer``) say how the host renders and judges the repository;
+    ``settings`` (``triton_model_repository.render_settings``) say how the host renders and judges the repository;
     ``check_repository`` judges every model in Triton's order first, and one ReleaseError lists
     every problem, four parts each, before anything is written. The id is computed from the source
     files and the rendered text before anything is written, so ``write=False`` (check mode)
@@ -167,33 +167,6 @@ def _write_release(
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-
-
-def host_renderer(
-    plan: dict[str, Any],
-    host: dict[str, Any],
-    policy: str,
-    gpu_build: bool,
-    policy_overrides: dict[str, str] | None = None,
-    counts: dict[str, int] | None = None,
-    release_backends: list[str] | None = None,
-) -> RenderSettings:
-    """Return how the host renders and judges each model: its own policy/count, the release's backends.
-
-    ``policy_overrides`` and ``counts`` map model names to a policy (``auto``/``keep``) and
-    an instance count; a model without an entry gets ``policy`` and its written count.
-    ``release_backends`` are the backends of the release that will serve the repository (None:
-    not known yet, not checked).
-    """
-    return RenderSettings(
-        plan,
-        host,
-        policy,
-        gpu_build,
-        dict(policy_overrides or {}),
-        dict(counts or {}),
-        None if release_backends is None else tuple(release_backends),
-    )
 
 
 def check_overrides(src: Path, policies: dict[str, Any], counts: dict[str, Any]) -> dict[str, int]:

@@ -15,7 +15,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.triton_models_release import build_release, host_renderer
+from ansible.module_utils.triton_model_repository import render_settings
+from ansible.module_utils.triton_models_release import build_release
 from ansible.module_utils.triton_models_switch import (
     SwitchError,
     TritonHttp,
@@ -36,7 +37,7 @@ KEY_HEADER, KEY = "tf-admin-key", "s3cret-test-key"
 
 
 def _build(src: Path, build_dir: Path, counts: dict[str, int] | None = None) -> str:
-    render = host_renderer(CPU_PLAN, HOST, "auto", True, {}, counts or {})
+    render = render_settings(CPU_PLAN, HOST, "auto", True, {}, counts or {})
     return build_release(src, build_dir, render).release_id
 
 

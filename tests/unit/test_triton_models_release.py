@@ -11,11 +11,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from ansible.module_utils.triton_model_repository import render_settings
 from ansible.module_utils.triton_models_release import (
     ReleaseError,
     build_release,
     check_overrides,
-    host_renderer,
     model_names,
 )
 from ansible.module_utils.triton_release_tree import extract_archive, is_ignored, tree_digest, tree_files
@@ -34,7 +34,7 @@ def repo(tmp_path):
 
 
 def _render(policy="auto", overrides=None, counts=None):
-    return host_renderer(CPU_PLAN, CPU_HOST, policy, True, overrides or {}, counts or {})
+    return render_settings(CPU_PLAN, CPU_HOST, policy, True, overrides or {}, counts or {})
 
 
 @pytest.mark.parametrize(
@@ -238,7 +238,7 @@ def test_a_backend_the_release_lacks_is_refused_with_tritons_words(repo, tmp_pat
     shutil.copytree(detector, repo / "peoplenet", ignore=shutil.ignore_patterns("README*"))
     (repo / "peoplenet" / "1").mkdir()
     (repo / "peoplenet" / "1" / "model.onnx").write_bytes(b"onnx")
-    render = host_renderer(CPU_PLAN, CPU_HOST, "auto", True, release_backends=["python"])
+    render = render_settings(CPU_PLAN, CPU_HOST, "auto", True, release_backends=["python"])
     with pytest.raises(ReleaseError) as caught:
         build_release(repo, tmp_path / "build", render)
     assert [p["code"] for p in caught.value.problems] == ["backend_not_found"]
