@@ -27,7 +27,10 @@ description:
     resolved explicitly, counts kept or set from I(count), ensembles untouched, C(KIND_MODEL) kept with a warning,
     C(gpu_execution_accelerator) dropped with a warning when no group runs on a GPU.
   - Under C(keep) leaves the file as written and validates it strictly.
-  - Either way, refuses a config Triton would reject on the host, with Triton's wording plus the fix.
+  - Either way, refuses a config Triton would reject on the host, with Triton's wording plus the fix. The rules
+    are Triton's config rules (C(ValidateModelConfig), C(ValidateModelIOConfig), in Triton's order, keyed to the
+    plan's C(release)) and its instance-group rules (docs/model-config-rules.md). With I(repository_src) each
+    model's directory decides its backend as Triton's auto-complete does.
   - Runs on the controller (C(delegate_to) localhost); the role copies the rendered files to the host. Render a
     whole repository in one call with I(repository_src).
 version_added: "0.1.0"

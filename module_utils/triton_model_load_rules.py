@@ -160,7 +160,11 @@ def backend_problems(
         library == f"libtriton_{backend}.so" and backend in available
     )
     if found_in is None and not in_release:
-        searched = f"'{name}/<version>' '{name}' 'backends/{backend}'" + (" 'backends/python'" if python_based else "")
+        searched = " ".join(
+            [f"'{name}/{d}'" for _v, d, _e in _version_entries(listing, versions)]
+            + [f"'{name}'", f"'backends/{backend}'"]
+            + (["'backends/python'"] if python_based else [])
+        )
         return [
             make_problem(
                 "runtime_not_found",
