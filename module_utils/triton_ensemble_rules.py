@@ -23,15 +23,21 @@ from ansible.module_utils.triton_model_rules import (
     enum_name,
     make_problem,
 )
+from ansible.module_utils.triton_versions import version_at_least
+
+# "not available or ambiguous" since 23.03 (models in several repositories); 23.01/23.02 say "not available"
+# (core@r23.01/r23.03 src/model_repository_manager.cc ConnectDependencyGraph).
+AMBIGUOUS_WORDING_SINCE = "23.03"
 
 
-def ensemble_graph_problems(models: Mapping[str, ModelState]) -> dict[str, Problem]:
+def ensemble_graph_problems(models: Mapping[str, ModelState], release: str | None = None) -> dict[str, Problem]:
     """ConnectDependencyGraph and CircularDependencyCheck for every ensemble that passed its own poll rules.
 
     A step model that is missing or failed the poll is 'not available'. Returns model -> problem.
     """
     available = {n for n, m in models.items() if m.failed_phase != "poll" and m.config is not None}
     problems: dict[str, Problem] = {}
+    ambiguous = " or ambiguous" if release is None or version_at_least(release, AMBIGUOUS_WORDING_SINCE) else ""
     for name, model in sorted(models.items()):
         if model.failed_phase or model.config is None or not model.config.HasField("ensemble_scheduling"):
             continue
@@ -41,7 +47,7 @@ def ensemble_graph_problems(models: Mapping[str, ModelState]) -> dict[str, Probl
                 "ensemble_step_unavailable",
                 name,
                 (
-                    f"ensemble {name} contains models that are not available or ambiguous: {', '.join(missing)}",
+                    f"ensemble {name} contains models that are not available{ambiguous}: {', '.join(missing)}",
                     f"steps of {name}/config.pbtxt name {', '.join(missing)}; the repository's valid models are "
                     f"{', '.join(sorted(available)) or 'none'}",
                     "ensemble steps naming models of the same repository that pass their own checks",

@@ -264,7 +264,7 @@ def check_repository(src: Path, settings: RenderSettings) -> RepositoryCheck:
         warnings += result.warnings
         if result.config_problems:
             _fail(state, by_model, "poll", result.config_problems)
-    for name, problem in ensemble_graph_problems(states).items():
+    for name, problem in ensemble_graph_problems(states, release).items():
         _fail(states[name], by_model, "graph", [problem])
     for name in names:
         state = states[name]

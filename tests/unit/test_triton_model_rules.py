@@ -894,3 +894,12 @@ def test_not_written_names_the_unconnected_tensor_from_23_08(tmp_path, release, 
     (message,) = [p.message for p in judge(tmp_path, model("e", body), {"release": release}).errors]
     assert message.startswith("output 'OUT' for ensemble 'e' is not written")
     assert message.endswith("'T', is not connected") is suffix
+
+
+@pytest.mark.parametrize(
+    ("release", "words"), [("23.02", "not available: absent"), ("23.03", "not available or ambiguous: absent")]
+)
+def test_missing_step_wording_follows_the_release(tmp_path, release, words):
+    layout = model("e", ens([step("absent", {"IN": "IN"}, {"OUT": "OUT"})]), ("1/",))
+    (problem,) = judge(tmp_path, layout, {"release": release}).errors
+    assert problem.message == f"ensemble e contains models that are {words}"
