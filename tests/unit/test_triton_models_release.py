@@ -249,3 +249,30 @@ def test_a_backend_the_release_lacks_is_refused_with_tritons_words(repo, tmp_pat
     assert "the release's backends are python" in str(caught.value)
     # The same repository with the backends unknown (a release not installed yet) is built.
     assert build_release(repo, tmp_path / "build", _render()).models == ["add_sub", "peoplenet", "scale"]
+
+
+LIBRARY = Path(__file__).resolve().parents[2] / "library"
+
+
+def test_validate_only_checks_what_holds_for_every_host_and_builds_nothing(repo, tmp_path):
+    from ansible.module_utils.triton_module_run import run_in_process
+
+    # A KIND_GPU model under keep depends on the host: the fleet-wide check leaves it to each host.
+    shutil.copytree(GPU_MODEL, repo / "add_gpu")
+    args = {"src": str(repo), "validate_only": True, "plan": {}, "host": {}, "policy": "keep"}
+    result = run_in_process(LIBRARY, "triton_models_release", args, check_mode=False)
+    assert result.get("failed") is not True, result
+    assert (result["changed"], result["models"]) == (False, ["add_gpu", "add_sub", "scale"])
+    assert "release_id" not in result
+    (repo / "scale" / "1" / "model.py").unlink()
+    result = run_in_process(LIBRARY, "triton_models_release", args, check_mode=False)
+    assert result["failed"] is True
+    assert [p["code"] for p in result["problems"]] == ["model_file_missing"]
+    assert "Python model file not found in 'scale/1/model.py'" in result["msg"]
+
+
+def test_a_build_needs_its_build_dir(repo):
+    from ansible.module_utils.triton_module_run import run_in_process
+
+    result = run_in_process(LIBRARY, "triton_models_release", {"src": str(repo), "plan": {}, "host": {}}, False)
+    assert result["failed"] is True and result["msg"].startswith("build_dir is missing")
