@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 import yaml
+from ansible.module_utils.triton_host import gpu_compute_capability
 from ansible.module_utils.triton_versions import parse_version_prefix, version_at_least, version_tuple
 
 MATRIX_VERSION = 1
@@ -687,7 +688,7 @@ def _select_dgpu(
         chosen = gpus
 
     def fits(gpu: dict[str, Any]) -> bool:
-        cc = gpu.get("compute_capability")
+        cc = gpu_compute_capability(host, gpu["index"])
         return cc is None or version_at_least(cc, min_cc)
 
     low = [g for g in chosen if not fits(g)]
