@@ -261,7 +261,8 @@ def check_repository(src: Path, settings: RenderSettings) -> RepositoryCheck:
             continue
         rendered[name] = result
         state.config = result.completed
-        warnings += result.warnings
+        # What rendering did is about one host's devices, not the fleet's.
+        warnings += [] if settings.host_independent else result.warnings
         if result.config_problems:
             _fail(state, by_model, "poll", result.config_problems)
     for name, problem in ensemble_graph_problems(states, release).items():
