@@ -1122,12 +1122,12 @@ def config_problems(
         _io_findings(c, release, auto_complete),
     ):
         for code, finding in source:
-            return completed, [make_problem(code, c.name, finding)]
+            return completed, [make_problem(code, directory, finding)]
     if c.name != directory:
         return completed, [
             make_problem(
                 "directory_name_mismatch",
-                c.name,
+                directory,
                 (
                     f"unexpected directory name '{directory}' for model '{c.name}', directory name must equal model "
                     "name",

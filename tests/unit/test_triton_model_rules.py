@@ -903,3 +903,11 @@ def test_missing_step_wording_follows_the_release(tmp_path, release, words):
     layout = model("e", ens([step("absent", {"IN": "IN"}, {"OUT": "OUT"})]), ("1/",))
     (problem,) = judge(tmp_path, layout, {"release": release}).errors
     assert problem.message == f"ensemble e contains models that are {words}"
+
+
+def test_problems_name_the_model_directory_even_when_the_config_names_another(tmp_path):
+    check = judge(tmp_path, {**model("m", 'name: "other"\n' + py(mbs=-1)), **model("n", 'name: "x"\n' + py())}, {})
+    assert [(p.model, p.code) for p in check.errors] == [
+        ("m", "max_batch_size_negative"),
+        ("n", "directory_name_mismatch"),
+    ]
