@@ -4,8 +4,16 @@
 
 from __future__ import annotations
 
-from ansible.module_utils.triton_compat import ENABLE_GPU_CHOICES, METHODS, CompatError, build_plan, load_matrix
+from ansible.module_utils.triton_compat import (
+    ENABLE_GPU_CHOICES,
+    GPU_BUILD_CHOICES,
+    METHODS,
+    CompatError,
+    build_plan,
+    load_matrix,
+)
 from ansible.module_utils.triton_module_run import ModuleFailure, run_as_module
+from ansible.module_utils.triton_runtime import CONTAINER_GPU_MODES, JETSON_POOL_BYTES
 
 DOCUMENTATION = r"""
 module: triton_compat
@@ -44,6 +52,30 @@ options:
     type: list
     elements: int
     default: []
+  gpu_build:
+    description:
+      - GPU support of the server build. C(auto) knows the wheel, the NGC images and the Jetson tarballs as GPU
+        builds, takes an x86 tarball for one (a copy of the container's C(/opt/tritonserver)) and builds from
+        source with GPU support when the plan uses a GPU.
+      - C(false) declares a CPU-only build (tarball off Jetson, or source); the plan is then a CPU plan.
+    type: str
+    default: auto
+    choices: [auto, "true", "false"]
+  container_gpu_mode:
+    description:
+      - How a container gets the GPUs. C(auto) is C(--gpus) with docker off Jetson, C(--runtime nvidia) with docker
+        on Jetson and CDI devices with podman; C(gpus), C(cdi) and C(runtime) force one way for every engine.
+    type: str
+    default: auto
+    choices: [auto, gpus, cdi, runtime]
+  jetson_pinned_memory_pool_bytes:
+    description: Pinned memory pool of a Jetson GPU plan (it comes out of the board's unified RAM).
+    type: int
+    default: 67108864
+  jetson_cuda_memory_pool_bytes:
+    description: CUDA memory pool of the iGPU in a Jetson GPU plan (unified RAM as well).
+    type: int
+    default: 67108864
   matrix_path:
     description: Path of the compatibility matrix on the controller.
     type: path
@@ -124,10 +156,6 @@ ansible_facts:
           description: The build's default minimum compute capability.
           type: str
           sample: "6.0"
-        min_supported_compute_capability:
-          description: Value for C(--min-supported-compute-capability) when the device is below the default, else null.
-          type: str
-          sample: "5.3"
         hide_gpus:
           description: CPU plan on a host with GPUs; hide them from Triton.
           type: bool
@@ -161,6 +189,41 @@ ansible_facts:
           description: Decisions and caveats, one sentence each.
           type: list
           elements: str
+        runtime:
+          description:
+            - The device environment and options of every Triton process, read verbatim by the service, the
+              container run specification, the device check and verification (docs/architecture.md, "Runtime").
+          type: dict
+          contains:
+            gpu_build:
+              description: The server build has GPU support; the install refuses an artifact that differs.
+              type: bool
+            min_compute_capability:
+              description: The minimum compute capability the server applies (the flag below, else the build's default).
+              type: str
+              sample: "6.0"
+            env:
+              description: CUDA variables of every Triton process (C(CUDA_VISIBLE_DEVICES="") on CPU plans).
+              type: dict
+              sample: {CUDA_DEVICE_ORDER: PCI_BUS_ID}
+            container_env:
+              description: Variables added inside a container (C(NVIDIA_VISIBLE_DEVICES=void) on CPU plans).
+              type: dict
+            memory:
+              description:
+                - Keys C(pinned_memory_pool_bytes) (null is Triton's default), C(cuda_memory_pool_bytes) (CUDA id to
+                  bytes), C(min_supported_compute_capability) (null when the default fits), C(gpu_metrics),
+                  C(peer_access).
+              type: dict
+            server_args:
+              description: I(memory) as tritonserver flags.
+              type: list
+              elements: str
+              sample: ["--pinned-memory-pool-byte-size=0", "--allow-gpu-metrics=false"]
+            container_devices:
+              description: Engine flags that hand the GPUs to a container, per engine (C(docker), C(podman)).
+              type: dict
+              sample: {docker: ["--gpus", "all"], podman: ["--device", "nvidia.com/gpu=all"]}
 """
 
 ARGUMENT_SPEC = {
@@ -169,6 +232,10 @@ ARGUMENT_SPEC = {
     "method": {"type": "str", "default": "wheel", "choices": list(METHODS)},
     "enable_gpu": {"type": "str", "default": "auto", "choices": list(ENABLE_GPU_CHOICES)},
     "gpus": {"type": "list", "elements": "int", "default": []},
+    "gpu_build": {"type": "str", "default": "auto", "choices": list(GPU_BUILD_CHOICES)},
+    "container_gpu_mode": {"type": "str", "default": "auto", "choices": list(CONTAINER_GPU_MODES)},
+    "jetson_pinned_memory_pool_bytes": {"type": "int", "default": JETSON_POOL_BYTES},
+    "jetson_cuda_memory_pool_bytes": {"type": "int", "default": JETSON_POOL_BYTES},
     "matrix_path": {"type": "path", "required": True},
 }
 
@@ -178,7 +245,15 @@ def run(params: dict, check_mode: bool) -> dict:
     try:
         matrix = load_matrix(params["matrix_path"])
         plan = build_plan(
-            params["host"], matrix, params["release"], params["method"], params["enable_gpu"], params["gpus"]
+            params["host"],
+            matrix,
+            params["release"],
+            params["method"],
+            params["enable_gpu"],
+            params["gpus"],
+            params["gpu_build"],
+            params["container_gpu_mode"],
+            {"pinned": params["jetson_pinned_memory_pool_bytes"], "cuda": params["jetson_cuda_memory_pool_bytes"]},
         )
     except CompatError as err:
         raise ModuleFailure(str(err), wrong=err.wrong, found=err.found, supported=err.supported, todo=err.todo) from err

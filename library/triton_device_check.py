@@ -66,8 +66,8 @@ EXAMPLES = r"""
     plan: "{{ ansible_facts['triton_plan'] }}"
   become: true
   become_user: tritonserver
-  environment:
-    CUDA_VISIBLE_DEVICES: "{{ '' if ansible_facts['triton_plan']['hide_gpus'] else omit }}"
+  # The server's device environment: the plan's runtime section gives it to every Triton process.
+  environment: "{{ ansible_facts['triton_plan']['runtime']['env'] }}"
 """
 
 RETURN = r"""
@@ -122,8 +122,8 @@ def main() -> None:
         )
     except ValueError as err:
         module.fail_json(
-            msg=f"the plan's compute capability cannot be compared: {err}. Found: plan "
-            f"min_compute_capability={module.params['plan'].get('min_compute_capability')!r}. "
+            msg=f"the plan's compute capability cannot be compared: {err}. Found: plan runtime.min_compute_capability="
+            f"{(module.params['plan'].get('runtime') or {}).get('min_compute_capability')!r}. "
             "Supported: dotted numbers such as '7.5'. Fix: re-run preflight to rebuild triton_plan."
         )
     result["access_user"] = access_user

@@ -176,6 +176,12 @@ ansible_facts:
             - C(paths) lists those binaries, then CDI spec files under /etc/cdi and /var/run/cdi.
           type: dict
           sample: {present: true, paths: [/usr/bin/nvidia-ctk, /etc/cdi/nvidia.yaml]}
+        service_manager:
+          description:
+            - C(systemd) when systemd manages the host's services (the rule of Ansible's C(service_mgr) fact),
+              else C(other); the service role runs Triton under supervisord and the pull role a pidfile daemon there.
+          type: str
+          choices: [systemd, other]
         reasons:
           description: One line per conclusion, saying what was read where.
           type: list

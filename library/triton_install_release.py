@@ -42,7 +42,9 @@ options:
     required: true
     choices: [wheel, tarball, container, source]
   plan:
-    description: The install plan (C(ansible_facts.triton_plan)); needs server_version, release, platform.
+    description:
+      - The install plan (C(ansible_facts.triton_plan)); needs server_version, release, platform and runtime.
+      - The staged artifact must be the build its C(runtime.gpu_build) names (GPU or CPU-only).
     type: dict
     required: true
   source:
@@ -97,13 +99,6 @@ options:
         description: Extra pip arguments (an index URL, C(--no-index --find-links ...)).
         type: str
         default: ""
-  enable_gpu:
-    description:
-      - C(auto) follows the plan's enable_gpu; C(true) requires a GPU build.
-      - C(false) allows a GPU build only when the plan hides every GPU or the host has none.
-    type: str
-    default: auto
-    choices: [auto, "true", "false"]
   keep_releases:
     description: How many complete releases to keep (the current one always stays).
     type: int
@@ -113,7 +108,9 @@ options:
     type: dict
     default: {}
   container:
-    description: C(container) run options (engine, name, models_root, model_repository, ports, shm_size, gpu_mode).
+    description:
+      - C(container) run options (engine, name, models_root, ports, shm_size); the GPU flags and the environment
+        come from the plan's C(runtime) section.
     type: dict
     default: {}
 attributes:
@@ -176,7 +173,6 @@ ARGUMENT_SPEC = {
     "remove_bad_archive": {"type": "bool", "default": False},
     "python_bin_dir": {"type": "path"},
     "python_version": {"type": "str"},
-    "enable_gpu": {"type": "str", "default": "auto", "choices": ["auto", "true", "false"]},
     "keep_releases": {"type": "int", "default": 3},
     "host": {"type": "dict", "default": {}},
     "container": {"type": "dict", "default": {}},

@@ -10,7 +10,6 @@ from pathlib import Path
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.triton_install import (
     InstallError,
-    effective_enable_gpu,
     require_plan,
     source_build_argv,
     source_build_needed,
@@ -21,9 +20,9 @@ module: triton_install_source_build
 short_description: Build Triton server from a release-branch checkout with build.py
 description:
   - Runs C(build.py --no-container-build --build-dir) from a server checkout, with
-    C(--enable-gpu)/C(--enable-gpu-metrics) only when GPU use is enabled, C(--target-platform=igpu)
-    on Jetson up to JetPack 6, C(--min-compute-capability) from the plan and backends limited to
-    the CPU-only set when the GPU is off.
+    C(--enable-gpu)/C(--enable-gpu-metrics) only when the plan's C(runtime.gpu_build) is true,
+    C(--target-platform=igpu) on Jetson up to JetPack 6, C(--min-compute-capability) from the plan's
+    C(runtime.min_compute_capability) and backends limited to the CPU-only set for a CPU-only build.
   - Skips the build when C(<prefix>/releases/<server_version>) already holds a complete source
     build of the same O(source) (repo@commit).
   - In check mode runs C(build.py ... --dryrun) when the checkout exists, and reports a change.
@@ -63,11 +62,6 @@ options:
     description: Interpreter that runs build.py.
     type: str
     default: python3
-  enable_gpu:
-    description: C(auto) follows the plan's enable_gpu.
-    type: str
-    default: auto
-    choices: [auto, "true", "false"]
 attributes:
   check_mode:
     support: full
@@ -113,7 +107,6 @@ ARGUMENT_SPEC = {
     "source": {"type": "str", "required": True},
     "backends": {"type": "list", "elements": "str", "default": ["ensemble", "python"]},
     "python": {"type": "str", "default": "python3"},
-    "enable_gpu": {"type": "str", "default": "auto", "choices": ["auto", "true", "false"]},
 }
 
 
@@ -123,7 +116,7 @@ def main() -> None:
     install_dir = os.path.join(p["build_dir"], "opt", "tritonserver")
     try:
         plan = require_plan(p["plan"])
-        options = dict(p, enable_gpu=effective_enable_gpu(p["enable_gpu"], plan), dryrun=module.check_mode)
+        options = dict(p, dryrun=module.check_mode)
         argv = source_build_argv(plan, p["host"], options)
         needed = source_build_needed(Path(p["prefix"]), plan, p["source"])
     except InstallError as exc:

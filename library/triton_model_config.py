@@ -15,6 +15,7 @@ from ansible.module_utils.triton_model_config import (
     render_one,
     render_repository,
 )
+from ansible.module_utils.triton_runtime import RuntimeSectionError, plan_runtime
 
 DOCUMENTATION = r"""
 module: triton_model_config
@@ -53,18 +54,14 @@ options:
     required: true
   plan:
     description:
-      - The host's C(ansible_facts.triton_plan) (C(enable_gpu), C(gpu_ids), C(min_compute_capability),
-        C(platform), C(arch)).
+      - The host's C(ansible_facts.triton_plan) (C(enable_gpu), C(gpu_ids), C(platform), C(arch), and from its
+        C(runtime) section C(gpu_build) and C(min_compute_capability)).
     type: dict
     required: true
   host:
     description: The host's C(ansible_facts.triton_host) (GPU compute capabilities, C(igpu), C(arch)).
     type: dict
     required: true
-  gpu_build:
-    description: Whether the installed server is a GPU-enabled build (the release manifest's C(gpu_build)).
-    type: bool
-    default: true
   policy:
     description: Instance policy for every model without an override.
     type: str
@@ -137,7 +134,6 @@ ARGUMENT_SPEC = {
     "dest": {"type": "path", "required": True},
     "plan": {"type": "dict", "required": True},
     "host": {"type": "dict", "required": True},
-    "gpu_build": {"type": "bool", "default": True},
     "policy": {"type": "str", "choices": ["auto", "keep"], "default": "auto"},
     "count": {"type": "int"},
     "model_overrides": {"type": "dict", "default": {}},
@@ -146,7 +142,7 @@ SOURCES = ("src", "content", "repository_src")
 
 
 def _render(p: dict):
-    common = (p["plan"], p["host"], p["policy"], p["gpu_build"], p["count"])
+    common = (p["plan"], p["host"], p["policy"], plan_runtime(p["plan"])["gpu_build"], p["count"])
     if p["repository_src"]:
         return render_repository(p["repository_src"], p["dest"], *common, p["model_overrides"])
     if p["src"]:
@@ -182,6 +178,8 @@ def main() -> None:
         rendered, warnings = _render(module.params)
     except ModelConfigError as err:
         module.fail_json(msg=str(err), problems=[p.as_dict() for p in err.problems])
+    except RuntimeSectionError as err:
+        module.fail_json(msg=str(err))
     except OSError as err:
         module.fail_json(msg=f"cannot read a model config: {err}", exception=traceback.format_exc())
     for warning in warnings:

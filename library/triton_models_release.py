@@ -18,6 +18,7 @@ from ansible.module_utils.triton_models_release import (
     judge_repository,
 )
 from ansible.module_utils.triton_module_run import ModuleFailure, run_as_module
+from ansible.module_utils.triton_runtime import RuntimeSectionError, plan_runtime
 
 DOCUMENTATION = r"""
 ---
@@ -58,7 +59,9 @@ options:
     type: bool
     default: false
   plan:
-    description: The host's plan, C(ansible_facts.triton_plan).
+    description:
+      - The host's plan, C(ansible_facts.triton_plan); its C(runtime.gpu_build) says whether the server has GPU
+        support.
     type: dict
     required: true
   host:
@@ -78,10 +81,6 @@ options:
     description: Model name to the instance count of each of its instance groups.
     type: dict
     default: {}
-  gpu_build:
-    description: Whether the installed server is built with GPU support (C(manifest.json) C(gpu_build)).
-    type: bool
-    default: true
   backends:
     description:
       - The backends of the release that will serve the repository (the installed release's C(manifest.json)
@@ -166,7 +165,6 @@ ARGUMENT_SPEC = {
     "policy": {"type": "str", "choices": ["auto", "keep"], "default": "auto"},
     "policy_overrides": {"type": "dict", "default": {}},
     "instance_counts": {"type": "dict", "default": {}},
-    "gpu_build": {"type": "bool", "default": True},
     "backends": {"type": "list", "elements": "str"},
 }
 
@@ -185,7 +183,7 @@ def run(params: dict, check_mode: bool) -> dict:
             params["plan"],
             params["host"],
             params["policy"],
-            params["gpu_build"],
+            plan_runtime(params["plan"])["gpu_build"],
             params["policy_overrides"],
             counts,
             params["backends"],
@@ -201,6 +199,8 @@ def run(params: dict, check_mode: bool) -> dict:
         build = build_release(src, Path(params["build_dir"]), render, write=not check_mode)
     except ReleaseError as err:
         raise ModuleFailure(str(err), problems=err.problems) from err
+    except RuntimeSectionError as err:
+        raise ModuleFailure(str(err)) from err
     except OSError as err:
         raise ModuleFailure(f"cannot build the release of {src}: {err}", exception=traceback.format_exc()) from err
     return {

@@ -30,19 +30,16 @@ version_added: "0.1.0"
 author: tritonfleet
 options:
   manager:
-    description: Service manager; C(auto) picks systemd where it is PID 1 (service_mgr's rule), supervisord elsewhere.
+    description:
+      - Service manager; C(auto) picks systemd where systemd manages the host's services (the rule of the
+        C(triton_host.service_manager) fact), supervisord elsewhere.
     type: str
     choices: [auto, systemd, supervisor]
     default: auto
   plan:
-    description: The plan, C(ansible_facts.triton_plan).
+    description: The plan, C(ansible_facts.triton_plan); the server gets its C(runtime) env and server_args verbatim.
     type: dict
     required: true
-  host_gpu_ids:
-    description: CUDA ids of every GPU the host has; CPU plans zero their pools.
-    type: list
-    elements: int
-    default: []
   install_prefix:
     description: Install prefix of the triton_install role; its C(current) link names the release.
     type: path
@@ -85,14 +82,6 @@ options:
     description: Let the server complete partial model configurations.
     type: bool
     default: false
-  jetson_pinned_memory_pool_bytes:
-    description: Pinned memory pool on Jetson GPU plans.
-    type: int
-    default: 67108864
-  jetson_cuda_memory_pool_bytes:
-    description: CUDA memory pool per GPU on Jetson GPU plans.
-    type: int
-    default: 67108864
   extra_args:
     description: Extra server arguments, appended last.
     type: list
@@ -292,7 +281,6 @@ server_version:
 ARGUMENT_SPEC = {
     "manager": {"type": "str", "choices": ["auto", "systemd", "supervisor"], "default": "auto"},
     "plan": {"type": "dict", "required": True},
-    "host_gpu_ids": {"type": "list", "elements": "int", "default": []},
     "install_prefix": {"type": "path", "required": True},
     "release_dir": {"type": "path"},
     "manifest": {"type": "dict"},
@@ -304,8 +292,6 @@ ARGUMENT_SPEC = {
     "metrics_address": {"type": "str", "required": True},
     "metrics_port": {"type": "int", "required": True},
     "auto_complete_config": {"type": "bool", "default": False},
-    "jetson_pinned_memory_pool_bytes": {"type": "int", "default": 67108864},
-    "jetson_cuda_memory_pool_bytes": {"type": "int", "default": 67108864},
     "extra_args": {"type": "list", "elements": "str", "default": []},
     "user": {"type": "str", "required": True},
     "group": {"type": "str", "required": True},
@@ -348,9 +334,7 @@ def main() -> None:
         return module.run_command(argv)
 
     try:
-        result = configure(
-            module.params, module.check_mode, run, bool(shutil.which("systemctl")), shutil.which("systemd-analyze")
-        )
+        result = configure(module.params, module.check_mode, run, shutil.which("systemd-analyze"))
         result["ready"] = None
         if module.params["ensure_ready"] and not result["restart_reasons"] and not result["reload"]:
             result["ready"] = ensure_running(

@@ -4,12 +4,9 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.triton_service import ServiceConfigError
-from ansible.module_utils.triton_service_config import detect_service_manager
+from ansible.module_utils.triton_service_config import service_manager_for
 from ansible.module_utils.triton_service_run import ensure_running
 
 DOCUMENTATION = r"""
@@ -33,7 +30,9 @@ options:
     choices: [started, restarted]
     default: started
   manager:
-    description: Service manager; C(auto) picks systemd where it is PID 1, supervisord elsewhere.
+    description:
+      - Service manager; C(auto) picks systemd where systemd manages the host's services (the rule of the
+        C(triton_host.service_manager) fact), supervisord elsewhere.
     type: str
     choices: [auto, systemd, supervisor]
     default: auto
@@ -137,9 +136,7 @@ ARGUMENT_SPEC = {
 def main() -> None:
     """Bring the server to the wanted state, wait for it, report what was done."""
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    manager = module.params["manager"]
-    if manager == "auto":
-        manager = detect_service_manager(Path("/"), bool(shutil.which("systemctl")))
+    manager = service_manager_for(module.params["manager"])
     try:
         result = ensure_running(module.params, manager, module.check_mode, module.run_command)
     except ServiceConfigError as err:

@@ -14,11 +14,13 @@ from typing import Any
 
 import yaml
 from ansible.module_utils.triton_host import gpu_compute_capability
+from ansible.module_utils.triton_runtime import CONTAINER_GPU_MODES, JETSON_POOL_BYTES, runtime_section
 from ansible.module_utils.triton_versions import parse_version_prefix, version_at_least, version_tuple
 
 MATRIX_VERSION = 1
 METHODS = ("wheel", "tarball", "container", "source")
 ENABLE_GPU_CHOICES = ("auto", "true", "false")
+GPU_BUILD_CHOICES = ("auto", "true", "false")
 
 # Unquoted YAML turns 24.10 into the float 24.1; Ansible then hands the module "24.1".
 _FLOAT_RELEASE_RE = re.compile(r"\d{2}\.\d")
@@ -816,7 +818,7 @@ def _check_driver(
     )
 
 
-def _check_container(host: dict[str, Any], gpu_plan: bool) -> None:
+def _check_container(host: dict[str, Any], gpu_plan: bool, gpu_mode: str) -> None:
     engines = [e.get("name") for e in host.get("container_engines") or []]
     if not engines:
         raise CompatError(
@@ -834,6 +836,45 @@ def _check_container(host: dict[str, Any], gpu_plan: bool) -> None:
             "GPU containers run with the NVIDIA Container Toolkit (--runtime nvidia or CDI; Jetson: --runtime nvidia)",
             "install nvidia-container-toolkit, or set triton_enable_gpu: false for a CPU container",
         )
+    if gpu_plan and gpu_mode == "gpus" and host.get("platform") == "jetson":
+        raise CompatError(
+            "triton_container_gpu_mode is gpus on a Jetson host, where docker refuses --gpus",
+            f"triton_container_gpu_mode=gpus on {host.get('module_name') or host.get('board') or 'a Jetson'} "
+            "(triton_host.platform=jetson)",
+            "on Jetson the NVIDIA runtime (--runtime nvidia) or CDI devices (server issue #5641)",
+            "set triton_container_gpu_mode: auto, runtime or cdi",
+        )
+
+
+def _fixed_gpu_build(method: str, platform: str, requested: str) -> bool | None:
+    """The server build's GPU support, where the artifact fixes it; None when the plan's GPU use decides.
+
+    The pytriton wheel, the NGC images and NVIDIA's Jetson tarballs are GPU builds; an x86
+    tarball is taken for a copy of the container's ``/opt/tritonserver`` (a GPU build) unless
+    ``requested`` says ``false``; a source build follows ``requested``, else the plan.
+    """
+    prebuilt = method in ("wheel", "container") or (method == "tarball" and platform == "jetson")
+    if prebuilt and requested == "false":
+        artifact = "NVIDIA's Jetson tarball" if method == "tarball" else f"the {method} artifact"
+        raise _request_contradiction(
+            f"triton_gpu_build is false but {artifact} is a GPU build",
+            f"triton_gpu_build=false, triton_install_method={method} on a {platform} host",
+            "triton_gpu_build: false with the tarball method off Jetson (your own CPU-only build) or the source method",
+            "set triton_gpu_build: auto, or use triton_install_method: source for a CPU-only build",
+        )
+    if prebuilt:
+        return True
+    if requested == "auto":
+        return True if method == "tarball" else None
+    return requested == "true"
+
+
+def _host_gpu_ids(host: dict[str, Any]) -> list[int]:
+    """Every CUDA id the host has: NVML's GPUs, and the Jetson iGPU (id 0) where NVML lists none."""
+    ids = {g["index"] for g in host.get("gpus") or [] if isinstance(g.get("index"), int)}
+    if host.get("platform") == "jetson" and host.get("igpu"):
+        ids.add(0)
+    return sorted(ids)
 
 
 def release_backends(matrix: dict[str, Any], row: dict[str, Any], method: str, arch: str | None) -> list[str] | None:
@@ -856,12 +897,17 @@ def build_plan(
     method: str,
     enable_gpu: str = "auto",
     gpus: list[int] | None = None,
+    gpu_build: str = "auto",
+    container_gpu_mode: str = "auto",
+    jetson_pool_bytes: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Return the ``triton_plan`` dict for ``host`` (a ``triton_host`` facts dict).
 
     ``release`` is "YY.MM" or a server version, ``method`` one of METHODS, ``enable_gpu``
-    "auto"/"true"/"false", ``gpus`` an optional pinned list of CUDA ids. Raises CompatError
-    for any combination the host cannot run.
+    "auto"/"true"/"false", ``gpus`` an optional pinned list of CUDA ids, ``gpu_build``
+    "auto"/"true"/"false" (the server build's GPU support), ``container_gpu_mode`` one of
+    CONTAINER_GPU_MODES and ``jetson_pool_bytes`` ``{pinned, cuda}`` for Jetson GPU plans.
+    Raises CompatError for any combination the host cannot run.
     """
     platform = host.get("platform")
     if platform not in ("jetson", "dgpu", "cpu"):
@@ -871,12 +917,28 @@ def build_plan(
             "jetson, dgpu or cpu (triton_host_facts schema 1)",
             "gather triton_host with the triton_host_facts module before planning",
         )
-    if method not in METHODS or enable_gpu not in ENABLE_GPU_CHOICES:
+    if (
+        method not in METHODS
+        or enable_gpu not in ENABLE_GPU_CHOICES
+        or gpu_build not in GPU_BUILD_CHOICES
+        or container_gpu_mode not in CONTAINER_GPU_MODES
+    ):
         raise CompatError(
             "the install request is not valid",
-            f"triton_install_method={method!r}, triton_enable_gpu={enable_gpu!r}",
-            f"methods {', '.join(METHODS)}; enable_gpu {', '.join(ENABLE_GPU_CHOICES)}",
-            "set triton_install_method and triton_enable_gpu to supported values",
+            f"triton_install_method={method!r}, triton_enable_gpu={enable_gpu!r}, triton_gpu_build={gpu_build!r}, "
+            f"triton_container_gpu_mode={container_gpu_mode!r}",
+            f"methods {', '.join(METHODS)}; enable_gpu {', '.join(ENABLE_GPU_CHOICES)}; gpu_build "
+            f"{', '.join(GPU_BUILD_CHOICES)}; container GPU modes {', '.join(CONTAINER_GPU_MODES)}",
+            "set the variables to supported values",
+        )
+    pools = dict(jetson_pool_bytes or {"pinned": JETSON_POOL_BYTES, "cuda": JETSON_POOL_BYTES})
+    if any(not isinstance(size, int) or size < 0 for size in pools.values()):
+        raise CompatError(
+            "the Jetson memory pool sizes are not valid",
+            f"triton_platform_jetson_pinned_memory_pool_bytes={pools.get('pinned')!r}, "
+            f"triton_platform_jetson_cuda_memory_pool_bytes={pools.get('cuda')!r}",
+            "sizes in bytes, 0 or more (0 turns a pool off)",
+            "set both to whole numbers of bytes, e.g. 67108864 (64 MiB)",
         )
     pinned = list(gpus or [])
     row = resolve_release(matrix, release)
@@ -885,6 +947,18 @@ def build_plan(
         target = _jetson_target(matrix, host, row, method, notes)
     else:
         target = _standard_target(matrix, host, row, method, notes)
+    build_gpu = _fixed_gpu_build(method, platform, gpu_build)
+    if build_gpu is False:
+        if enable_gpu == "true" or pinned:
+            raise _request_contradiction(
+                "triton_gpu_build is false (a server build without GPU support) but a GPU plan is requested",
+                f"triton_gpu_build=false, triton_enable_gpu={enable_gpu}, triton_gpus={pinned}",
+                "GPU plans with a GPU build (triton_gpu_build auto or true)",
+                "set triton_enable_gpu: auto and triton_gpus: [], or triton_gpu_build: auto",
+            )
+        if enable_gpu == "auto" and platform != "cpu":
+            notes.append("the server build has no GPU support (triton_gpu_build: false): CPU plan")
+        enable_gpu = "false"
     selection = _select_gpus(matrix, host, row, target, enable_gpu, pinned, notes)
     min_driver = None
     if platform == "dgpu" and not row["jetson_only"]:
@@ -892,7 +966,7 @@ def build_plan(
         if selection["enable_gpu"]:
             _check_driver(matrix, host, row, method, selection["gpus"], notes)
     if method == "container":
-        _check_container(host, selection["enable_gpu"])
+        _check_container(host, selection["enable_gpu"], container_gpu_mode)
     tag = target["container_tag"]
     backends = None if platform == "jetson" else release_backends(matrix, row, method, host.get("arch"))
     if backends is None:
@@ -900,6 +974,7 @@ def build_plan(
             f"the backends of a {method} install of {row['release']} on this host are not published: models are "
             "checked against them once the release is installed (its manifest lists them)"
         )
+    gpu_ids = [g["index"] for g in selection["gpus"]]
     return {
         "release": row["release"],
         "server_version": row["server_version"],
@@ -910,9 +985,8 @@ def build_plan(
         "min_driver_version": min_driver,
         "enable_gpu": selection["enable_gpu"],
         "instance_kind": "KIND_GPU" if selection["enable_gpu"] else "KIND_CPU",
-        "gpu_ids": [g["index"] for g in selection["gpus"]],
+        "gpu_ids": gpu_ids,
         "min_compute_capability": target["min_compute_capability"],
-        "min_supported_compute_capability": selection["min_supported_compute_capability"],
         "hide_gpus": selection["hide_gpus"],
         "platform": platform,
         "arch": host.get("arch"),
@@ -920,4 +994,15 @@ def build_plan(
         "backends": backends,
         "matrix_version": matrix["matrix_version"],
         "notes": notes,
+        "runtime": runtime_section(
+            platform,
+            selection["enable_gpu"],
+            gpu_ids,
+            _host_gpu_ids(host),
+            selection["enable_gpu"] if build_gpu is None else build_gpu,
+            target["min_compute_capability"],
+            selection["min_supported_compute_capability"],
+            container_gpu_mode,
+            pools,
+        ),
     }

@@ -20,6 +20,7 @@ from typing import Any
 
 from ansible.module_utils.triton_cuda import probe_cuda
 from ansible.module_utils.triton_nvml import probe_nvml
+from ansible.module_utils.triton_runtime import plan_runtime
 from ansible.module_utils.triton_versions import version_tuple
 
 _X86_GLOBAL_NODES = ("dev/nvidiactl", "dev/nvidia-uvm")
@@ -199,7 +200,8 @@ def _node_findings(nodes: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 def _min_cc(plan: Mapping[str, Any]) -> str:
-    return str(plan.get("min_supported_compute_capability") or plan.get("min_compute_capability") or "0.0")
+    """The minimum compute capability the server applies, as the plan's runtime section states it."""
+    return str(plan_runtime(plan)["min_compute_capability"])
 
 
 def _gpu_plan_findings(plan: Mapping[str, Any], nvml: dict[str, Any], cuda: dict[str, Any]) -> list[dict[str, str]]:
@@ -255,7 +257,8 @@ def _gpu_plan_findings(plan: Mapping[str, Any], nvml: dict[str, Any], cuda: dict
                 "gpu_below_min_cc",
                 f"gpu {device['index']} has compute capability '{device['compute_capability']}' which is less than "
                 f"the minimum supported of '{min_cc}' ({device['name']}); Triton will not use it",
-                "pass --min-supported-compute-capability (plan min_supported_compute_capability) no higher than "
+                "pass --min-supported-compute-capability (plan runtime.memory.min_supported_compute_capability) "
+                "no higher than "
                 f"{device['compute_capability']} if the release's kernels support it, "
                 "or leave this GPU out of triton_gpus",
             )
@@ -287,7 +290,7 @@ def compare_with_plan(
                 f"the plan runs Triton on the CPU but CUDA shows it {cuda['count']} GPU(s) "
                 f"(CUDA_VISIBLE_DEVICES={cuda['cuda_visible_devices']!r}); a GPU-enabled build creates memory pools "
                 "and CUDA contexts on every visible GPU even when all models are KIND_CPU",
-                'set CUDA_VISIBLE_DEVICES="" in the service environment (the plan\'s hide_gpus), or set '
+                'set CUDA_VISIBLE_DEVICES="" in the service environment (the plan\'s runtime.env), or set '
                 "triton_enable_gpu: true to use the GPUs",
             )
         ]

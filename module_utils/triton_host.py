@@ -139,6 +139,7 @@ BIN_DIRS = ("usr/bin", "usr/local/bin", "bin")
 CONTAINER_ENGINES = ("docker", "podman", "nerdctl")
 NVIDIA_CONTAINER_TOOLS = ("nvidia-container-runtime", "nvidia-ctk", "nvidia-container-toolkit")
 CDI_DIRS = ("etc/cdi", "var/run/cdi")
+SYSTEMD_CANARIES = ("run/systemd/system", "dev/.run/systemd", "dev/.systemd")
 
 DEVICE_TREE_DIRS = ("proc/device-tree", "sys/firmware/devicetree/base")
 # Nodes whose presence means a GPU can be opened: nvgpu (JetPack <= 6) and OpenRM (x86, JetPack 7).
@@ -698,6 +699,33 @@ def find_binaries(root: Path, names: tuple[str, ...]) -> list[dict[str, str]]:
     return found
 
 
+def probe_service_manager(root: Path) -> tuple[str, str]:
+    """Return (``systemd`` or ``other``, reason): does systemd manage the services of the host under ``root``?
+
+    The rule of Ansible's ``service_mgr`` fact (lib/ansible/module_utils/facts/system/service_mgr.py):
+    systemd when PID 1 is ``systemd`` (``/proc/1/comm``); when PID 1 says nothing useful
+    (unreadable, ``init`` or a shell, as in containers), systemd when ``systemctl`` exists and
+    systemd's boot canaries (``/run/systemd/system`` and its older spellings) or a ``/sbin/init``
+    link to systemd are there. The one place this is decided: the service role (supervisord
+    elsewhere) and the pull role (a pidfile daemon elsewhere) read the fact.
+    """
+    comm = (read_text(root, "proc/1/comm")[0] or "").strip()
+    has_systemctl = bool(find_binaries(root, ("systemctl",)))
+    if comm == "systemd":
+        return "systemd", "service_manager=systemd: /proc/1/comm is systemd"
+    if comm and comm != "init" and not comm.endswith("sh"):
+        return "other", f"service_manager=other: /proc/1/comm is {comm}"
+    if not has_systemctl:
+        return "other", f"service_manager=other: PID 1 is {comm or 'unknown'} and there is no systemctl"
+    canary = next((c for c in SYSTEMD_CANARIES if exists_under(root, c)), None)
+    if canary:
+        return "systemd", f"service_manager=systemd: systemctl and /{canary}"
+    init = os.path.join(os.fspath(root), "sbin", "init")
+    if os.path.islink(init) and os.path.basename(os.readlink(init)) == "systemd":
+        return "systemd", "service_manager=systemd: systemctl and /sbin/init links to systemd"
+    return "other", f"service_manager=other: PID 1 is {comm or 'unknown'}, no systemd boot canary"
+
+
 def probe_cdi_specs(root: Path) -> list[str]:
     """CDI spec files (``*.yaml``, ``*.json``) under etc/cdi and var/run/cdi."""
     return [
@@ -833,6 +861,8 @@ def gather_host_facts(
         f"container engines: {', '.join(e['path'] for e in engines) or 'none'}; "
         f"NVIDIA container runtime: {', '.join(runtime_paths) or 'none'}; CDI specs: {', '.join(cdi_specs) or 'none'}"
     )
+    service_manager, service_reason = probe_service_manager(root)
+    reasons.append(service_reason)
     return {
         "schema_version": SCHEMA_VERSION,
         "root": reported_root,
@@ -854,6 +884,7 @@ def gather_host_facts(
         "nvml": {"usable": nv["usable"], "reason": nv["reason"], "driver_version": nv["driver_version"]},
         "container_engines": engines,
         "nvidia_container_runtime": {"present": bool(runtime_paths), "paths": runtime_paths + cdi_specs},
+        "service_manager": service_manager,
         "reasons": reasons,
     }
 

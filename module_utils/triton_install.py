@@ -418,28 +418,11 @@ def detect_server_version(method: str, info: Mapping[str, Any], source: str, whe
     return match.group(1) if match else None
 
 
-def effective_enable_gpu(setting: str | bool, plan: Mapping[str, Any]) -> bool:
-    """Resolve ``triton_install_enable_gpu`` (auto|true|false) against ``plan.enable_gpu``."""
-    value = str(setting).strip().lower()
-    if value == "auto":
-        return bool(plan.get("enable_gpu"))
-    if value in ("true", "yes", "1"):
-        return True
-    if value in ("false", "no", "0"):
-        return False
-    raise InstallError(
-        f"triton_install_enable_gpu is {setting!r}. Supported: auto, true, false. "
-        "Set it (or triton_enable_gpu) to one of those."
-    )
+def check_release(info: Mapping[str, Any], detected_version: str | None, plan: Mapping[str, Any], where: str) -> None:
+    """Raise InstallError unless the staged release runs, has the plan's version and the plan's build kind.
 
-
-def check_release(
-    info: Mapping[str, Any], detected_version: str | None, plan: Mapping[str, Any], enable_gpu: bool, where: str
-) -> None:
-    """Raise InstallError unless the staged release runs, has the plan's version and a usable GPU build.
-
-    Rules: a GPU build is required when ``enable_gpu``; a GPU build on a CPU install is allowed
-    only when every GPU is hidden (``plan.hide_gpus``) or the host has no GPU (platform cpu).
+    The plan's ``runtime.gpu_build`` says whether the server must be a GPU build (the models
+    are rendered and the source build is configured for that); an artifact that differs is refused.
     """
     if not info["tritonserver"]:
         raise InstallError(
@@ -461,19 +444,19 @@ def check_release(
             f"{wanted} (release {plan.get('release')}). Only the plan's version is installed. "
             "Use the artifact for the planned release, or change triton_release and rerun preflight."
         )
-    hidden = bool(plan.get("hide_gpus")) or plan.get("platform") == "cpu"
-    if enable_gpu and not info["gpu_build"]:
+    gpu_build = bool(plan["runtime"]["gpu_build"])
+    if info["gpu_build"] and not gpu_build:
+        raise InstallError(
+            f"The artifact is a GPU build ({', '.join(info['cudart'])}, staged in {where}) but the plan declares a "
+            "CPU-only build (plan runtime.gpu_build false, from triton_gpu_build: false). The install must be the "
+            "build the plan was made for. Install a CPU-only build, or set triton_gpu_build: auto and rerun preflight."
+        )
+    if gpu_build and not info["gpu_build"]:
         raise InstallError(
             f"The artifact is a CPU-only build (no libcudart in lib/ or linked by bin/tritonserver, staged in "
-            f"{where}) but GPU use is enabled (triton_install_enable_gpu / plan.enable_gpu). "
-            "A GPU install needs a build with TRITON_ENABLE_GPU. Install a GPU build or set triton_enable_gpu=false."
-        )
-    if not enable_gpu and info["gpu_build"] and not hidden:
-        raise InstallError(
-            f"The artifact is a GPU build ({', '.join(info['cudart'])}, staged in {where}) and this install is "
-            f"CPU-only, but the plan does not hide the host's GPUs (platform {plan.get('platform')}, hide_gpus false). "
-            "A GPU build on a CPU install is allowed only with every GPU hidden. Set triton_enable_gpu=false "
-            "(so preflight plans hide_gpus) or install a CPU-only build."
+            f"{where}) but the plan expects a GPU build (plan runtime.gpu_build true). The install must be the build "
+            "the plan was made for. Install a GPU build, or declare this one with triton_gpu_build: false and rerun "
+            "preflight (the host then gets a CPU plan)."
         )
 
 
@@ -619,7 +602,7 @@ def _stage(request: Mapping[str, Any], staging: Path) -> tuple[dict[str, Any], s
     info = inspect_release(staging)
     name_hint = request.get("archive") or request["source"]
     version = detect_server_version(method, info, str(name_hint), wheel_version)
-    check_release(info, version, request["plan"], request["enable_gpu"], str(staging))
+    check_release(info, version, request["plan"], str(staging))
     return info, version
 
 
@@ -628,7 +611,7 @@ def install_release(request: Mapping[str, Any], check_mode: bool) -> dict[str, A
 
     ``request`` keys: prefix, method, plan, source (what the manifest records), src (wheel
     site-packages dir or build install dir), archive + sha256 (tarball), container_spec
-    (container), python_bin_dir, python_version, enable_gpu (bool), keep_releases.
+    (container), python_bin_dir, python_version, keep_releases.
 
     Order: remove leftovers of interrupted runs → stage into ``releases/.staging-<v>-<rand>`` →
     inspect and verify → write manifest.json last → rename into place → switch ``current`` →
@@ -651,8 +634,8 @@ def install_release(request: Mapping[str, Any], check_mode: bool) -> dict[str, A
         if not check_mode:
             manifest = _install_new(request, releases, release_dir, identity)
     elif request["method"] != "container":
-        # Unchanged files, but the GPU policy (plan or triton_install_enable_gpu) may have moved.
-        check_release(inspect_release(release_dir), version, request["plan"], request["enable_gpu"], str(release_dir))
+        # Unchanged files, but the plan's build kind (triton_gpu_build) may have moved.
+        check_release(inspect_release(release_dir), version, request["plan"], str(release_dir))
     if current_target(prefix) != f"releases/{version}":
         actions.append(f"point {prefix / 'current'} at releases/{version}")
         if not check_mode:
@@ -737,113 +720,56 @@ def select_engine(host: Mapping[str, Any], wanted: str) -> dict[str, str]:
     return {"name": engines[0]["name"], "path": engines[0].get("path") or engines[0]["name"]}
 
 
-def container_image(plan: Mapping[str, Any], host: Mapping[str, Any]) -> str:
-    """Return the NGC image for the plan: ``<yy.mm>-py3``, ``-igpu`` on JetPack 6; none for JetPack < 6."""
-    major = jetpack_major(host)
-    if plan.get("platform") == "jetson" and major is not None and major < 6:
-        raise InstallError(
-            f"There is no Triton container for JetPack {host.get('jetpack_version')} (triton_host.jetpack_version): "
-            "NGC -igpu images need JetPack 6 and JetPack 7 uses the standard arm64 images. "
-            "Use triton_install_method=tarball with the JetPack 5 release tarball."
-        )
-    if plan.get("container_image"):
-        return str(plan["container_image"])
-    suffix = "-igpu" if plan.get("platform") == "jetson" and major == 6 else ""
-    return f"nvcr.io/nvidia/tritonserver:{plan['release']}-py3{suffix}"
-
-
 def container_run_spec(plan: Mapping[str, Any], host: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
-    """Build the container run specification for a plan.
+    """Build the container run specification for a plan: everything but the server's command line.
 
     ``host`` is ``ansible_facts.triton_host``; ``options``: engine (auto|docker|podman), name,
-    models_root (host dir mounted read-only at the same path), model_repository (path inside),
-    ports (list of {name, address, port, container_port}), shm_size, gpu_mode (auto|gpus|cdi).
-
-    GPU access: x86 dGPU docker → ``--gpus all`` / ``--gpus "device=0,1"``; podman (or
-    gpu_mode cdi) → CDI ``--device nvidia.com/gpu=<id>``; Jetson → ``--runtime nvidia`` (docker
-    refuses ``--gpus`` there) or CDI with podman. CPU plans get no GPU flags, and on hosts with
-    GPUs ``CUDA_VISIBLE_DEVICES=`` plus ``NVIDIA_VISIBLE_DEVICES=void`` (no injection even when
-    nvidia is the default runtime).
+    models_root (host dir mounted read-only at the same path), ports (list of {name, address,
+    port, container_port}), shm_size. The image is the plan's; the GPU hand-over (engine
+    flags) and the environment are the plan's ``runtime.container_devices[engine]`` and
+    ``runtime.env`` + ``runtime.container_env``, verbatim. The service appends the server's
+    command line (``triton_service.container_launch_argv``).
     """
     engine = select_engine(host, str(options.get("engine", "auto")))
-    platform = plan.get("platform")
-    runtime_present = bool((host.get("nvidia_container_runtime") or {}).get("present"))
-    enable_gpu = bool(plan.get("enable_gpu"))
-    if enable_gpu and not runtime_present:
+    runtime = plan["runtime"]
+    if not plan.get("container_image"):
         raise InstallError(
-            f"The plan uses the GPU (platform {platform}) but no NVIDIA container runtime was found "
+            f"The plan has no container image for this host (plan.container_image is null: platform "
+            f"{plan.get('platform')}, JetPack {host.get('jetpack_version')}). NGC images exist for x86_64 and "
+            "arm64 hosts and, on Jetson, for JetPack 6 (-igpu) and 7. Rerun preflight with "
+            "triton_install_method=container, or use the tarball method on JetPack 4/5."
+        )
+    if runtime["container_devices"][engine["name"]] and not (host.get("nvidia_container_runtime") or {}).get("present"):
+        raise InstallError(
+            f"The plan uses the GPU (platform {plan.get('platform')}) but no NVIDIA container runtime was found "
             "(triton_host.nvidia_container_runtime.present is false). A GPU container needs the NVIDIA "
             "container toolkit (nvidia-container-runtime / CDI). Install it, or set triton_enable_gpu=false."
         )
-    gpu_mode = str(options.get("gpu_mode", "auto"))
-    if gpu_mode == "auto":
-        gpu_mode = "cdi" if engine["name"] == "podman" else ("runtime" if platform == "jetson" else "gpus")
-    ids = [str(i) for i in plan.get("gpu_ids") or []]
-    gpu: dict[str, Any] = {"mode": "none", "runtime": None, "gpus": None, "devices": []}
-    env: dict[str, str] = {}
-    if enable_gpu:
-        gpu["mode"] = gpu_mode
-        if gpu_mode == "runtime":
-            gpu["runtime"] = "nvidia"
-            env["NVIDIA_VISIBLE_DEVICES"] = "all" if platform == "jetson" or not ids else ",".join(ids)
-            env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
-        elif gpu_mode == "cdi":
-            names = ids if ids and platform != "jetson" else ["all"]
-            gpu["devices"] = [f"nvidia.com/gpu={n}" for n in names]
-        elif platform == "jetson":
-            raise InstallError(
-                "triton_install_container_gpu_mode is gpus on a Jetson host: docker --gpus is refused there "
-                '("invoking the NVIDIA Container Runtime Hook directly ... is not supported"). '
-                "Supported on Jetson: runtime (--runtime nvidia) or cdi. Set triton_install_container_gpu_mode=auto."
-            )
-        else:
-            gpu["gpus"] = "all" if not ids else f'"device={",".join(ids)}"'
-    elif platform != "cpu" or plan.get("hide_gpus"):
-        env["CUDA_VISIBLE_DEVICES"] = ""
-        env["NVIDIA_VISIBLE_DEVICES"] = "void"
     models_root = str(options["models_root"])
-    command = [
-        "tritonserver",
-        f"--model-repository={options['model_repository']}",
-        "--model-control-mode=explicit",
-    ]
-    if platform == "jetson":
-        command.append("--allow-gpu-metrics=false")
-    if enable_gpu and plan.get("min_supported_compute_capability"):
-        command.append(f"--min-supported-compute-capability={plan['min_supported_compute_capability']}")
     return {
         "engine": engine["name"],
         "engine_path": engine["path"],
         "name": str(options.get("name", "tritonserver")),
-        "image": container_image(plan, host),
+        "image": str(plan["container_image"]),
         "user": CONTAINER_USER,
-        "gpu": gpu,
-        "env": env,
+        "devices": list(runtime["container_devices"][engine["name"]]),
+        "env": {**runtime["env"], **runtime["container_env"]},
         "mounts": [{"source": models_root, "target": models_root, "read_only": True}],
         "ports": [dict(p) for p in options.get("ports") or []],
         "shm_size": str(options.get("shm_size", "256m")),
-        "command": command,
     }
 
 
 def container_run_argv(spec: Mapping[str, Any]) -> list[str]:
-    """Turn a run specification into the engine's ``run`` argv (foreground, ``--rm``)."""
-    argv = [spec["engine_path"], "run", "--rm", "--name", spec["name"], "--user", spec["user"]]
-    gpu = spec["gpu"]
-    if gpu.get("runtime"):
-        argv += ["--runtime", gpu["runtime"]]
-    if gpu.get("gpus"):
-        argv += ["--gpus", gpu["gpus"]]
-    for device in gpu.get("devices") or []:
-        argv += ["--device", device]
+    """Turn a run specification into the engine's ``run`` argv (foreground, ``--rm``), ending with the image."""
+    argv = [spec["engine_path"], "run", "--rm", "--name", spec["name"], "--user", spec["user"], *spec["devices"]]
     for key, value in sorted(spec["env"].items()):
         argv += ["-e", f"{key}={value}"]
     for mount in spec["mounts"]:
         argv += ["-v", f"{mount['source']}:{mount['target']}{':ro' if mount.get('read_only') else ''}"]
     for port in spec["ports"]:
         argv += ["-p", f"{port['address']}:{port['port']}:{port['container_port']}"]
-    argv += ["--shm-size", spec["shm_size"], spec["image"], *spec["command"]]
-    return argv
+    return [*argv, "--shm-size", spec["shm_size"], spec["image"]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -854,12 +780,13 @@ def container_run_argv(spec: Mapping[str, Any]) -> list[str]:
 def source_build_argv(plan: Mapping[str, Any], host: Mapping[str, Any], options: Mapping[str, Any]) -> list[str]:
     """Return the ``build.py`` argv for a non-container build of the plan's release.
 
-    ``options``: python, checkout (server repo), build_dir, backends (names), enable_gpu (bool),
-    dryrun (bool). GPU builds add ``--enable-gpu`` and (off Jetson, where DCGM is unavailable)
-    ``--enable-gpu-metrics``; CPU builds must only ask for backends that build without GPU.
-    Jetson up to JetPack 6 targets ``igpu``; JetPack 7 is SBSA and uses the default target.
+    ``options``: python, checkout (server repo), build_dir, backends (names), dryrun (bool).
+    The plan's ``runtime.gpu_build`` decides a GPU build: it adds ``--enable-gpu``, (off Jetson,
+    where DCGM is unavailable) ``--enable-gpu-metrics`` and ``--min-compute-capability`` (the
+    plan's ``runtime.min_compute_capability``); CPU builds must only ask for backends that build
+    without GPU. Jetson up to JetPack 6 targets ``igpu``; JetPack 7 is SBSA and uses the default target.
     """
-    enable_gpu = bool(options["enable_gpu"])
+    enable_gpu = bool(plan["runtime"]["gpu_build"])
     backends = list(options.get("backends") or [])
     allowed = CPU_ONLY_BACKENDS + (GPU_BACKENDS if enable_gpu else ())
     refused = [b for b in backends if b not in allowed]
@@ -868,7 +795,7 @@ def source_build_argv(plan: Mapping[str, Any], host: Mapping[str, Any], options:
             f"triton_install_source_backends asks for {', '.join(refused)}, which "
             f"{'is not a known backend' if enable_gpu else 'a CPU-only build cannot have'}. "
             f"Supported {'GPU' if enable_gpu else 'CPU-only'} backends: {', '.join(allowed)}. "
-            "Remove them from triton_install_source_backends or enable the GPU."
+            "Remove them from triton_install_source_backends, or plan a GPU build (triton_gpu_build: true)."
         )
     tag = f"r{plan['release']}"
     checkout = Path(options["checkout"])
@@ -890,9 +817,7 @@ def source_build_argv(plan: Mapping[str, Any], host: Mapping[str, Any], options:
         argv.append("--enable-gpu")
         if plan.get("platform") != "jetson":
             argv.append("--enable-gpu-metrics")
-        capability = plan.get("min_supported_compute_capability") or plan.get("min_compute_capability")
-        if capability:
-            argv.append(f"--min-compute-capability={capability}")
+        argv.append(f"--min-compute-capability={plan['runtime']['min_compute_capability']}")
     major = jetpack_major(host)
     if plan.get("platform") == "jetson" and (major is None or major <= 6):
         argv.append("--target-platform=igpu")
@@ -959,7 +884,7 @@ def wheel_request_paths(venv_dir: Path) -> dict[str, str | None]:
 def require_plan(plan: Mapping[str, Any] | None) -> dict[str, Any]:
     """Return the plan as a dict; raise InstallError when a key the install needs is missing."""
     plan = dict(plan or {})
-    missing = [k for k in ("server_version", "release", "platform") if not plan.get(k)]
+    missing = [k for k in ("server_version", "release", "platform", "runtime") if not plan.get(k)]
     if missing:
         raise InstallError(
             f"The install plan lacks {', '.join(missing)} (triton_install_plan, from ansible_facts.triton_plan). "
@@ -972,8 +897,7 @@ def require_plan(plan: Mapping[str, Any] | None) -> dict[str, Any]:
 def build_request(params: Mapping[str, Any]) -> dict[str, Any]:
     """Turn the triton_install_release module's parameters into an ``install_release`` request.
 
-    Resolves ``enable_gpu`` (auto|true|false) against the plan and, for the container method,
-    builds the run specification from ``host`` and ``container``.
+    For the container method it builds the run specification from ``host`` and ``container``.
     """
     plan = require_plan(params["plan"])
     request = dict(params)
@@ -986,7 +910,6 @@ def build_request(params: Mapping[str, Any]) -> dict[str, Any]:
             f"src, python_bin_dir and python_version; got src={params.get('src')!r}. Pass venv as the "
             "triton_install role does (roles/triton_install/tasks/wheel.yml)."
         )
-    request["enable_gpu"] = effective_enable_gpu(params.get("enable_gpu", "auto"), plan)
     if params["method"] == "container":
         options = dict(params.get("container") or {})
         request["container_spec"] = container_run_spec(plan, params.get("host") or {}, options)

@@ -161,7 +161,8 @@ def _supported_gpus(plan: dict[str, Any], gpu_build: bool) -> list[int]:
 
 
 def _min_cc(plan: dict[str, Any]) -> str:
-    return str(plan.get("min_supported_compute_capability") or plan.get("min_compute_capability") or "0.0")
+    """The minimum compute capability the server applies, as the plan's runtime section states it."""
+    return str((plan.get("runtime") or {}).get("min_compute_capability") or "0.0")
 
 
 def _resolve_kind(kind: int, listed: list[int], supported: list[int]) -> int:

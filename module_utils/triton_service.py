@@ -24,8 +24,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ansible.module_utils.triton_runtime import RuntimeSectionError, plan_runtime
+
 MANIFEST_NAME = "manifest.json"
-PLAN_KINDS = ("jetson", "dgpu", "cpu")
 # The server's own fallback search path for helpers (the python backend stub finds python3 on PATH).
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Triton's default --exit-timeout-secs; the service manager waits a little longer before SIGKILL.
@@ -91,33 +92,12 @@ def check_manifest(data: Any, source: str) -> dict[str, Any]:
     return data
 
 
-def _plan_kind(plan: Mapping[str, Any]) -> str:
-    """Return the plan's platform after checking the keys the service reads."""
-    platform = plan.get("platform")
-    if platform not in PLAN_KINDS:
-        raise ServiceConfigError(
-            f"triton_service_plan.platform is {platform!r} (from ansible_facts.triton_plan). "
-            f"Supported platforms: {', '.join(PLAN_KINDS)}. "
-            "Run the preflight playbook so triton_plan is set, or pass a plan with a valid platform."
-        )
-    if not isinstance(plan.get("enable_gpu"), bool):
-        raise ServiceConfigError(
-            f"triton_service_plan.enable_gpu is {plan.get('enable_gpu')!r} (from ansible_facts.triton_plan). "
-            "It must be true or false. Run the preflight playbook to compute the plan."
-        )
-    gpu_ids = plan.get("gpu_ids") or []
-    if plan["enable_gpu"] and not gpu_ids:
-        raise ServiceConfigError(
-            f"triton_service_plan enables the GPU on platform {platform} but lists no gpu_ids "
-            "(from ansible_facts.triton_plan). A GPU plan names the CUDA ids Triton uses. "
-            "Rerun preflight, or set triton_enable_gpu=false for a CPU deployment."
-        )
-    if not all(isinstance(i, int) and i >= 0 for i in gpu_ids):
-        raise ServiceConfigError(
-            f"triton_service_plan.gpu_ids is {gpu_ids!r} (from ansible_facts.triton_plan). "
-            "gpu_ids are non-negative CUDA device ids. Rerun preflight to compute the plan."
-        )
-    return str(platform)
+def _plan_runtime(plan: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return the plan's runtime section: the only part of the plan the server's command line reads."""
+    try:
+        return plan_runtime(plan, "triton_service_plan")
+    except RuntimeSectionError as err:
+        raise ServiceConfigError(str(err)) from err
 
 
 def _check_address(name: str, address: str) -> None:
@@ -143,19 +123,11 @@ def _check_port(name: str, port: int) -> None:
 def server_argv(plan: Mapping[str, Any], options: Mapping[str, Any]) -> list[str]:
     """Return the tritonserver argv (binary first) for a plan, without --load-model and the API key.
 
-    ``options`` keys: ``release_dir`` (installed release), ``gpu_build`` (manifest), ``model_repository``,
-    ``{http,grpc,metrics}_{address,port}``, ``host_gpu_ids`` (CUDA ids the host has, from
-    ``triton_host.gpus``), ``auto_complete_config`` (bool), ``jetson_pinned_memory_pool_bytes``,
-    ``jetson_cuda_memory_pool_bytes`` and ``extra_args`` (appended last).
-
-    Per plan: a CPU plan (``enable_gpu`` false) on a GPU build zeroes the pinned pool and one CUDA
-    pool per host GPU, and turns off GPU metrics and peer access, so it takes no GPU memory even
-    where GPUs exist (triton-facts.md §3.2). A Jetson GPU plan turns off GPU metrics (no DCGM on
-    Jetson) and sizes both pools for unified memory. Any GPU plan passes
-    ``--min-supported-compute-capability`` when the plan sets one. A CPU-only build gets none of
-    the GPU flags.
+    ``options`` keys: ``release_dir`` (installed release), ``model_repository``,
+    ``{http,grpc,metrics}_{address,port}``, ``auto_complete_config`` (bool) and ``extra_args``
+    (appended last). The device options are the plan's ``runtime.server_args``, verbatim.
     """
-    kind = _plan_kind(plan)
+    runtime = _plan_runtime(plan)
     for name in ("http", "grpc", "metrics"):
         _check_address(name, str(options[f"{name}_address"]))
         _check_port(name, int(options[f"{name}_port"]))
@@ -173,39 +145,9 @@ def server_argv(plan: Mapping[str, Any], options: Mapping[str, Any]) -> list[str
         argv.append("--disable-auto-complete-config")
     for name in ("http", "grpc", "metrics"):
         argv += [f"--{name}-address={options[f'{name}_address']}", f"--{name}-port={int(options[f'{name}_port'])}"]
-    if options["gpu_build"]:
-        argv += _gpu_flags(kind, plan, options)
+    argv += [str(arg) for arg in runtime["server_args"]]
     argv += [str(arg) for arg in options.get("extra_args") or []]
     return argv
-
-
-def _gpu_flags(kind: str, plan: Mapping[str, Any], options: Mapping[str, Any]) -> list[str]:
-    """Return the memory, metrics and device flags a GPU-enabled build needs for this plan."""
-    if not plan["enable_gpu"]:
-        pools = [f"--cuda-memory-pool-byte-size={gpu}:0" for gpu in sorted(set(options.get("host_gpu_ids") or []))]
-        return [
-            "--pinned-memory-pool-byte-size=0",
-            *pools,
-            "--allow-gpu-metrics=false",
-            "--enable-peer-access=false",
-        ]
-    # GPUs of the host outside the plan keep a context but no pool: hiding them would renumber
-    # the CUDA ids that model configs name (plan.gpu_ids are NVML/PCI-order ids).
-    unused = sorted(set(options.get("host_gpu_ids") or []) - set(plan["gpu_ids"]))
-    flags = [f"--cuda-memory-pool-byte-size={gpu}:0" for gpu in unused]
-    min_cc = plan.get("min_supported_compute_capability")
-    if min_cc:
-        flags.append(f"--min-supported-compute-capability={min_cc}")
-    if kind == "jetson":
-        flags += [
-            "--allow-gpu-metrics=false",
-            f"--pinned-memory-pool-byte-size={int(options['jetson_pinned_memory_pool_bytes'])}",
-        ]
-        flags += [
-            f"--cuda-memory-pool-byte-size={gpu}:{int(options['jetson_cuda_memory_pool_bytes'])}"
-            for gpu in plan["gpu_ids"]
-        ]
-    return flags
 
 
 # Where NGC images install Triton, and the ports the server listens on inside the container
@@ -218,30 +160,29 @@ def container_launch_argv(release_dir: Path, manifest: Mapping[str, Any], option
     """Return the engine argv that runs a ``container`` release with this plan's server flags.
 
     Reads the run specification ``triton_install`` wrote (``<release_dir>/<manifest.container_spec>``,
-    whose ``argv`` is the engine's ``run`` command ending with the image and a bare command) and
-    replaces the command with :func:`server_argv` for the image's layout: the same memory, metrics
-    and compute-capability flags as a native install, listening on every address inside the
-    container. NGC images are GPU builds. Raises ServiceConfigError when the spec is unreadable.
+    whose ``argv`` is the engine's ``run`` command ending with the image) and appends the
+    image's ``tritonserver`` with :func:`server_argv` for the image's layout, listening on
+    every address inside the container. Raises ServiceConfigError when the spec is unusable.
     """
     path = release_dir / str(manifest.get("container_spec") or "container.json")
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
-        engine_argv = list(spec["argv"])
-        image_at = engine_argv.index(spec["image"])
+        engine_argv = [str(arg) for arg in spec["argv"]]
+        if not engine_argv or engine_argv[-1] != spec["image"]:
+            raise ValueError(f"argv does not end with the image {spec['image']!r}")
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ServiceConfigError(
             f"The container release's run specification {path} is unusable ({err}). "
-            "A container release holds the engine argv and image written by triton_install. "
+            "A container release holds the engine argv, ending with the image, written by triton_install. "
             "Rerun the triton_install role with triton_install_method=container."
         ) from err
     inner = {
         **options,
         "release_dir": CONTAINER_RELEASE_DIR,
-        "gpu_build": True,
         **{f"{name}_address": "0.0.0.0" for name in CONTAINER_PORTS},
         **{f"{name}_port": port for name, port in CONTAINER_PORTS.items()},
     }
-    return [*engine_argv[: image_at + 1], "tritonserver", *server_argv(options["plan"], inner)[1:]]
+    return [*engine_argv, "tritonserver", *server_argv(options["plan"], inner)[1:]]
 
 
 def server_env(plan: Mapping[str, Any], manifest: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, str]:
@@ -250,11 +191,9 @@ def server_env(plan: Mapping[str, Any], manifest: Mapping[str, Any], options: Ma
     ``PATH`` starts with the manifest's ``python_bin_dir`` (the python backend stub runs the
     first ``python3`` on PATH and needs numpy there), ``LD_LIBRARY_PATH`` is the release's
     ``lib/`` (the stub does not use the server's RPATH), ``HOME`` is the service state dir
-    (``options['state_dir']``). CPU plans set ``CUDA_VISIBLE_DEVICES`` to the empty string so
-    CUDA sees no device at all; dGPU GPU plans set ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so CUDA ids
-    are the NVML indices that ``triton_host.gpus`` and ``plan.gpu_ids`` use.
+    (``options['state_dir']``). The CUDA variables are the plan's ``runtime.env``, verbatim.
     """
-    kind = _plan_kind(plan)
+    runtime = _plan_runtime(plan)
     python_bin_dir = manifest.get("python_bin_dir")
     path = f"{python_bin_dir}:{SYSTEM_PATH}" if python_bin_dir else SYSTEM_PATH
     env = {
@@ -265,10 +204,7 @@ def server_env(plan: Mapping[str, Any], manifest: Mapping[str, Any], options: Ma
         # The repository is read-only to the service user; skip the futile bytecode writes.
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    if not plan["enable_gpu"]:
-        env["CUDA_VISIBLE_DEVICES"] = ""
-    elif kind == "dgpu":
-        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    env.update({str(key): str(value) for key, value in runtime["env"].items()})
     return env
 
 

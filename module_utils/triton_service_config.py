@@ -8,7 +8,7 @@ everything in place changes nothing and starts no process; check mode reports th
 changes without making them.
 
 Decisions are pure functions over snapshots (``group_argv``, ``user_argv``,
-``detect_service_manager``, ``requirement_dist``, ``launcher_script``); :func:`configure`
+``service_manager_for``, ``requirement_dist``, ``launcher_script``); :func:`configure`
 applies them. Commands run through an injected ``run(argv) -> (rc, stdout, stderr)``.
 Errors are ``ServiceConfigError`` with a four-part message.
 """
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ansible.module_utils.triton_host import probe_service_manager
 from ansible.module_utils.triton_service import (
     MANIFEST_NAME,
     SYSTEM_PATH,
@@ -49,36 +50,21 @@ COMMENT = "Triton Inference Server (tritonfleet)"
 KEY_ALPHABET = string.ascii_letters + string.digits
 KEY_LENGTH = 48
 MANAGED = "# Managed by tritonfleet (triton_service role): local changes are overwritten."
-SYSTEMD_CANARIES = ("run/systemd/system", "dev/.run/systemd", "dev/.systemd")
 
 
 # --- decisions -----------------------------------------------------------------------------
 
 
-def detect_service_manager(root: Path, has_systemctl: bool) -> str:
-    """Return ``systemd`` or ``supervisor`` for the host under ``root``, by the service_mgr fact's rule.
+def service_manager_for(requested: str, root: Path = Path("/")) -> str:
+    """Return ``systemd`` or ``supervisor`` for ``requested`` (``auto``, ``systemd``, ``supervisor``).
 
-    systemd when PID 1 is ``systemd`` (``<root>/proc/1/comm``); when PID 1 says nothing useful
-    (unreadable, ``init`` or a shell, as in containers), systemd when ``systemctl`` exists and
-    systemd's boot canaries (``/run/systemd/system`` and its older spellings) or a ``/sbin/init``
-    link to systemd are there. Every other host runs the server under supervisord.
+    ``auto`` follows the host's service manager (``triton_host.probe_service_manager``, the rule
+    of the ``triton_host.service_manager`` fact): systemd where systemd manages services,
+    supervisord everywhere else.
     """
-    try:
-        comm = (root / "proc" / "1" / "comm").read_text(encoding="utf-8").strip()
-    except OSError:
-        comm = ""
-    if comm == "systemd":
-        return "systemd"
-    if comm and comm != "init" and not comm.endswith("sh"):
-        return "supervisor"
-    if not has_systemctl:
-        return "supervisor"
-    if any((root / canary).exists() for canary in SYSTEMD_CANARIES):
-        return "systemd"
-    init = root / "sbin" / "init"
-    if init.is_symlink() and os.path.basename(os.readlink(init)) == "systemd":
-        return "systemd"
-    return "supervisor"
+    if requested != "auto":
+        return requested
+    return "systemd" if probe_service_manager(root)[0] == "systemd" else "supervisor"
 
 
 def group_argv(name: str, gid: int | None, current_gid: int | None) -> list[str] | None:
@@ -227,7 +213,7 @@ def compute_launch(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any
         return None
     else:
         manifest = read_manifest(release_dir)
-    options = {**params, "release_dir": str(release_dir), "gpu_build": manifest["gpu_build"]}
+    options = {**params, "release_dir": str(release_dir)}
     container = manifest.get("method") == "container"
     if container:
         argv = container_launch_argv(release_dir, manifest, options)
@@ -491,18 +477,14 @@ def systemd_verifier(run: Runner, analyze: str | None, unit_name: str) -> Callab
     return verify
 
 
-def configure(
-    params: Mapping[str, Any], check_mode: bool, run: Runner, has_systemctl: bool, analyze: str | None
-) -> dict[str, Any]:
+def configure(params: Mapping[str, Any], check_mode: bool, run: Runner, analyze: str | None) -> dict[str, Any]:
     """Compare the host with the wanted service setup and apply the difference (nothing in check mode).
 
     Returns {changed, service_manager, changes, restart_reasons, reload, diff, warnings, release_dir,
     server_version}. ``restart_reasons`` lists what the running server depends on that changed
     (account, key, launcher, unit); ``reload`` is true when supervisord.conf changed.
     """
-    manager = params["manager"]
-    if manager == "auto":
-        manager = detect_service_manager(Path("/"), has_systemctl)
+    manager = service_manager_for(params["manager"])
     outcome = Outcome()
     launch = compute_launch(params, check_mode)
     if launch is None:

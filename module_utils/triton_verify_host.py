@@ -20,6 +20,7 @@ from typing import Any
 from ansible.module_utils.triton_cuda import LIBCUDA, CudaLike
 from ansible.module_utils.triton_device_check import access_for, check_devices
 from ansible.module_utils.triton_report import read_deployed
+from ansible.module_utils.triton_runtime import plan_runtime
 from ansible.module_utils.triton_server_check import read_api_key, read_pids, verify
 
 # The variables CUDA and the NVIDIA container runtime read; the module replaces its inherited
@@ -27,20 +28,15 @@ from ansible.module_utils.triton_server_check import read_api_key, read_pids, ve
 CUDA_PREFIXES = ("CUDA_", "NVIDIA_")
 
 
-def planned_environment(plan: Mapping[str, Any]) -> dict[str, str]:
-    """Return the CUDA variables the service gives ``plan`` (used when no server runs).
-
-    CPU plans and plans that hide the GPUs see no device (``CUDA_VISIBLE_DEVICES=""``); GPU
-    plans number devices in PCI order, as NVML and ``plan.gpu_ids`` do.
-    """
-    if plan.get("hide_gpus") or not plan.get("enable_gpu"):
-        return {"CUDA_VISIBLE_DEVICES": ""}
-    return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
-
-
 def device_environment(process: Mapping[str, Any], plan: Mapping[str, Any]) -> dict[str, str]:
-    """Return the environment the device check runs with: the running server's, else the plan's."""
-    return dict(process["environment"]) if process["found"] else planned_environment(plan)
+    """Return the environment the device check runs with: the running server's, else the plan's runtime env.
+
+    The plan's ``runtime.env`` is what the service gives every Triton process, so a check made
+    while no server runs sees the devices the next server will see.
+    """
+    if process["found"]:
+        return dict(process["environment"])
+    return {str(key): str(value) for key, value in plan_runtime(plan)["env"].items()}
 
 
 def apply_cuda_environment(environ: MutableMapping[str, str], wanted: Mapping[str, str]) -> None:
@@ -99,8 +95,8 @@ def _device_check(
         result = check_devices(plan, nvml, cuda, os.environ, root, nvml_reason, access, gids)
     except ValueError as err:
         raise ValueError(
-            f"the plan's compute capability cannot be compared: {err}. Found: plan "
-            f"min_compute_capability={plan.get('min_compute_capability')!r}. Supported: dotted numbers such "
+            f"the plan's compute capability cannot be compared: {err}. Found: plan runtime.min_compute_capability="
+            f"{(plan.get('runtime') or {}).get('min_compute_capability')!r}. Supported: dotted numbers such "
             "as '7.5'. Fix: re-run preflight to rebuild triton_plan."
         ) from err
     return result, access_user

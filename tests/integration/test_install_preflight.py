@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.plans import base_host, jetson_host, make_plan
 
 pytestmark = pytest.mark.integration
 
@@ -23,8 +24,9 @@ PLAY = """
         name: triton_install
         tasks_from: preflight.yml
 """
-CPU_PLAN = {"server_version": "2.51.0", "release": "24.10", "arch": "x86_64", "platform": "cpu", "enable_gpu": False}
-JETSON_PLAN = {**CPU_PLAN, "arch": "aarch64", "platform": "jetson", "enable_gpu": True}
+# Plans as preflight makes them (tests/support/plans.py runs the real triton_compat).
+CPU_PLAN = make_plan(base_host())
+JETSON_PLAN = make_plan(jetson_host("orin-jp6"), "24.10", "tarball")
 NO_ENGINE_HOST = {"container_engines": [], "nvidia_container_runtime": {"present": False, "paths": []}}
 
 

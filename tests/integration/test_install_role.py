@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from ansible.module_utils.triton_install import elf_rpath
+from support.plans import base_host, make_plan
 from support.triton_dist import CACHE_DIR, CPU_PLAN, runtime_venv, server_argv, server_env, triton_release, wait_ready
 
 pytestmark = pytest.mark.integration
@@ -63,7 +64,7 @@ def run_role(tmp_path: Path, extra: dict, check: bool = False) -> Run:
 
 def base_vars(prefix: Path, **more: object) -> dict:
     return {
-        "triton_install_plan": dict(CPU_PLAN, gpu_ids=[]),
+        "triton_install_plan": CPU_PLAN,
         "triton_install_prefix": str(prefix),
         "triton_install_venv_dir": str(CACHE_DIR / "role-venv-pytriton-0.7.0"),
         "triton_install_runtime_venv_dir": str(runtime_venv()),
@@ -181,13 +182,15 @@ def test_half_installed_leftovers_are_removed_on_the_next_run(wheel_prefix: Path
     assert snapshot(wheel_prefix) == before
 
 
-def test_gpu_build_with_visible_gpus_on_a_cpu_install_fails(wheel_prefix: Path) -> None:
+def test_gpu_build_where_the_plan_declares_a_cpu_only_build_fails(wheel_prefix: Path) -> None:
     before = snapshot(wheel_prefix)
-    gpu_host_plan = dict(CPU_PLAN, platform="dgpu", enable_gpu=True, instance_kind="KIND_GPU", gpu_ids=[0])
-    extra = dict(base_vars(wheel_prefix), triton_install_plan=gpu_host_plan, triton_install_enable_gpu="false")
+    # A plan for the user's own CPU-only build (triton_gpu_build: false); the wheel is a GPU build.
+    cpu_build_plan = make_plan(base_host(), "24.10", "tarball", gpu_build="false")
+    extra = dict(base_vars(wheel_prefix), triton_install_plan=cpu_build_plan, triton_install_method="wheel")
     run = run_role(wheel_prefix.parent, extra)
     assert run.rc != 0
-    assert "does not hide the host's GPUs" in run.out and "Set triton_enable_gpu=false" in run.out
+    assert "is a GPU build" in run.out and "declares a CPU-only build" in run.out
+    assert "triton_gpu_build: auto" in run.out
     assert snapshot(wheel_prefix) == before
 
 

@@ -9,13 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.plans import base_host, dgpu_host, gpu, make_plan
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE = Path(sys.executable).parent / "ansible"
 DETECTOR_REPO = REPO_ROOT / "examples" / "detector_repository"
 GOLDEN = REPO_ROOT / "tests" / "fixtures" / "render"
-CPU_PLAN = {"platform": "cpu", "arch": "x86_64", "enable_gpu": False, "instance_kind": "KIND_CPU", "gpu_ids": []}
-CPU_HOST = {"platform": "cpu", "arch": "x86_64", "gpus": [], "igpu": None}
+# Hosts and the plans preflight makes for them (tests/support/plans.py runs the real triton_compat).
+CPU_HOST = base_host()
+CPU_PLAN = make_plan(CPU_HOST)
+GPU_HOST = dgpu_host([gpu(0, "NVIDIA L4", "8.9")])
+GPU_PLAN = make_plan(GPU_HOST)
 
 pytestmark = pytest.mark.integration
 
@@ -79,8 +83,8 @@ def test_single_file_diff_shows_before_and_after(tmp_path):
     args = {
         "src": str(DETECTOR_REPO / "peoplenet" / "config.pbtxt"),
         "dest": str(dest),
-        "plan": {**CPU_PLAN, "platform": "dgpu", "enable_gpu": True, "instance_kind": "KIND_GPU", "gpu_ids": [0]},
-        "host": {**CPU_HOST, "gpus": [{"index": 0, "compute_capability": "8.9"}]},
+        "plan": GPU_PLAN,
+        "host": GPU_HOST,
         "count": 2,
     }
     rc, result, out = run_module(tmp_path, args, "--check", "--diff")

@@ -21,15 +21,15 @@ import requests
 from ansible.module_utils.triton_model_config import render_repository
 from ansible.module_utils.triton_nvml import load_nvml
 from ansible.module_utils.triton_server_check import check_server, verify
-from support.triton_dist import server_argv, server_env, triton_release
+from support.plans import base_host
+from support.triton_dist import CPU_PLAN, server_argv, server_env, triton_release
 
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "examples" / "model_repository"
 FAKE_NVML_C = REPO_ROOT / "tests" / "fakes" / "libnvidia-ml" / "fake_nvml.c"
-CPU_PLAN = {"platform": "cpu", "arch": "x86_64", "enable_gpu": False, "instance_kind": "KIND_CPU", "gpu_ids": []}
-CPU_HOST = {"platform": "cpu", "arch": "x86_64", "gpus": [], "igpu": None}
+CPU_HOST = base_host()
 KEY_HEADER, KEY = "tritonfleet-key", "s3cret-test-key"
 ADD_SUB_OUTPUTS = {"add_sub": {"OUTPUT0": [2.0, 4.0, 6.0, 8.0], "OUTPUT1": [0.0, 0.0, 0.0, 0.0]}}
 

@@ -10,12 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.plans import base_host, dgpu_host, gpu, make_plan
 
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CPU_PLAN = {"platform": "cpu", "enable_gpu": False, "gpu_ids": [], "hide_gpus": True, "min_compute_capability": "6.0"}
-GPU_PLAN = {"platform": "dgpu", "enable_gpu": True, "gpu_ids": [0], "min_compute_capability": "6.0"}
+# Plans as preflight makes them (tests/support/plans.py runs the real triton_compat).
+CPU_PLAN = make_plan(base_host())
+GPU_PLAN = make_plan(dgpu_host([gpu(0, "NVIDIA L4", "8.9")]))
 
 
 def run_module(tmp_path: Path, args: dict, env: dict) -> tuple[int, dict, str]:

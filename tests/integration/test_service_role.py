@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from support.triton_dist import triton_release
+from support.triton_dist import CPU_PLAN, triton_release
 
 pytestmark = pytest.mark.integration
 
@@ -42,18 +42,6 @@ USER_ID = 28077
 HTTP, GRPC, METRICS = 28020, 28021, 28022
 BASE_URL = f"http://127.0.0.1:{HTTP}"
 KEY_HEADER = "tfit-admin-key"
-CPU_PLAN = {
-    "release": "24.10",
-    "server_version": "2.51.0",
-    "install_method": "wheel",
-    "enable_gpu": False,
-    "instance_kind": "KIND_CPU",
-    "gpu_ids": [],
-    "hide_gpus": False,
-    "min_supported_compute_capability": None,
-    "platform": "cpu",
-    "arch": "x86_64",
-}
 PLAY = """
 - name: Serve Triton
   hosts: localhost
@@ -73,7 +61,6 @@ class Deployment:
         self.models = base / "srv-tritonfleet"
         self.vars = {
             "triton_service_plan": CPU_PLAN,
-            "triton_service_host_gpu_ids": [],
             "triton_service_install_prefix": str(self.prefix),
             "triton_service_model_repository": str(self.models / "current"),
             "triton_service_http_address": "127.0.0.1",

@@ -18,9 +18,10 @@ Functions (all cached under ``tests/.work/cache/``, safe to call from parallel p
     stub, ``caches/``, ``manifest.json``); ``dest/current`` links to it.
 ``server_env(release: Path) -> dict[str, str]``
     ``os.environ`` plus ``PATH`` (the venv's bin first, so the stub finds numpy),
-    ``LD_LIBRARY_PATH=<release>/lib`` and ``CUDA_VISIBLE_DEVICES=""``.
+    ``LD_LIBRARY_PATH=<release>/lib`` and the CPU plan's ``runtime.env`` (``CUDA_VISIBLE_DEVICES=""``).
 ``server_argv(release, model_repository, http_port, grpc_port, metrics_port) -> list[str]``
-    A ``bin/tritonserver`` command line bound to 127.0.0.1 with ``--model-control-mode=explicit``.
+    A ``bin/tritonserver`` command line bound to 127.0.0.1 with ``--model-control-mode=explicit``
+    and the CPU plan's ``runtime.server_args``.
 ``wait_ready(url, proc, timeout) -> bool``
     Polls ``<url>/v2/health/ready`` until 200, the process exits, or ``timeout`` seconds pass.
 
@@ -49,23 +50,16 @@ from pathlib import Path
 
 from ansible.module_utils.triton_install import WHEEL_LIBS_DIR, WHEEL_SERVER_DIR, install_release
 
+from support.plans import base_host, make_plan
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = REPO_ROOT / "tests" / ".work" / "cache"
 WHEEL_REQUIREMENT = "nvidia-pytriton==0.7.0"
 WHEEL_GLOB = "nvidia_pytriton-0.7.0-*.whl"
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_VERSION = "2.51.0"
-# The plan the lead's preflight produces on this CPU-only machine.
-CPU_PLAN = {
-    "release": "24.10",
-    "server_version": SERVER_VERSION,
-    "install_method": "wheel",
-    "enable_gpu": False,
-    "instance_kind": "KIND_CPU",
-    "hide_gpus": False,
-    "platform": "cpu",
-    "arch": "x86_64",
-}
+# The plan preflight makes for a CPU-only x86_64 host like this machine (the real triton_compat).
+CPU_PLAN = make_plan(base_host())
 
 
 @contextmanager
@@ -151,7 +145,6 @@ def triton_release(dest: Path) -> Path:
             "src": str(unpacked_wheel()),
             "python_bin_dir": str(venv / "bin"),
             "python_version": _python_minor(SYSTEM_PYTHON),
-            "enable_gpu": False,
             "keep_releases": 3,
         },
         check_mode=False,
@@ -160,17 +153,17 @@ def triton_release(dest: Path) -> Path:
 
 
 def server_env(release: Path) -> dict[str, str]:
-    """Return the environment to run ``<release>/bin/tritonserver`` directly (CPU only)."""
+    """Return the environment to run ``<release>/bin/tritonserver`` directly: the CPU plan's runtime env."""
     manifest = json.loads((release / "manifest.json").read_text())
     env = dict(os.environ)
     env["PATH"] = f"{manifest['python_bin_dir']}:{env.get('PATH', '/usr/bin:/bin')}"
     env["LD_LIBRARY_PATH"] = str(release / "lib")
-    env["CUDA_VISIBLE_DEVICES"] = ""
+    env.update(CPU_PLAN["runtime"]["env"])
     return env
 
 
 def server_argv(release: Path, model_repository: Path, http_port: int, grpc_port: int, metrics_port: int) -> list[str]:
-    """Return a loopback-only ``tritonserver`` command line with explicit model control."""
+    """Return a loopback-only ``tritonserver`` command line with explicit model control and the CPU plan's options."""
     return [
         str(release / "bin" / "tritonserver"),
         f"--model-repository={model_repository}",
@@ -182,6 +175,7 @@ def server_argv(release: Path, model_repository: Path, http_port: int, grpc_port
         f"--grpc-port={grpc_port}",
         "--metrics-address=127.0.0.1",
         f"--metrics-port={metrics_port}",
+        *CPU_PLAN["runtime"]["server_args"],
     ]
 
 

@@ -1,13 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
 """triton_compat planning rules and every CompatError, against the shipped matrix.
 
-Hosts are built directly as ``triton_host`` dicts (docs/architecture.md) by small builders, so
-these tests do not depend on the facts module.
+Hosts are built directly as ``triton_host`` dicts (docs/architecture.md) by the builders of
+tests/support/plans.py, so these tests do not depend on the facts module.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +20,7 @@ from ansible.module_utils.triton_compat import (
     resolve_release,
     toolkit_min_driver,
 )
-
-MATRIX_PATH = Path(__file__).resolve().parents[2] / "roles" / "triton_platform" / "files" / "triton_matrix.yml"
+from support.plans import MATRIX_PATH, base_host, dgpu_host, gpu, jetson_host, with_containers
 
 PLAN_KEYS = {
     "backends",
@@ -37,131 +35,19 @@ PLAN_KEYS = {
     "instance_kind",
     "gpu_ids",
     "min_compute_capability",
-    "min_supported_compute_capability",
     "hide_gpus",
     "platform",
     "arch",
     "jetson_artifact",
     "matrix_version",
     "notes",
+    "runtime",
 }
 
 
 @pytest.fixture(scope="module")
 def matrix() -> dict[str, Any]:
     return load_matrix(str(MATRIX_PATH))
-
-
-# --- host builders (triton_host schema 1) -------------------------------------------------------
-
-
-def base_host(**over: Any) -> dict[str, Any]:
-    host = {
-        "schema_version": 1,
-        "root": "/",
-        "platform": "cpu",
-        "arch": "x86_64",
-        "os": {"id": "ubuntu", "version_id": "22.04", "pretty_name": "Ubuntu 22.04.4 LTS", "glibc_version": "2.35"},
-        "kernel_release": "6.1.0",
-        "l4t_version": None,
-        "l4t_raw": None,
-        "l4t_source": None,
-        "l4t_known": None,
-        "jetpack_version": None,
-        "soc": None,
-        "board": None,
-        "module": None,
-        "module_name": None,
-        "igpu": None,
-        "gpu_device_nodes": [],
-        "gpu_device_nodes_present": False,
-        "driver_version": None,
-        "driver_source": None,
-        "cuda_driver_version": None,
-        "gpus": [],
-        "cuda_version": None,
-        "tensorrt_version": None,
-        "nvml": {"usable": False, "reason": "libnvidia-ml.so.1 not found", "driver_version": None},
-        "container_engines": [],
-        "nvidia_container_runtime": {"present": False, "paths": []},
-        "reasons": ["platform=cpu: no /etc/nv_tegra_release, no NVIDIA driver"],
-    }
-    host.update(over)
-    return host
-
-
-def gpu(index: int, name: str, cc: str | None) -> dict[str, Any]:
-    return {
-        "index": index,
-        "name": name,
-        "uuid": f"GPU-{index:08d}",
-        "pci_bus_id": f"00000000:{index + 1:02x}:00.0",
-        "compute_capability": cc,
-        "memory_mib": 24576,
-        "mig_mode": "disabled",
-        "integrated": False,
-    }
-
-
-def dgpu_host(gpus: list[dict[str, Any]], driver: str | None = "560.35.03", **over: Any) -> dict[str, Any]:
-    host = base_host(
-        platform="dgpu",
-        gpus=gpus,
-        driver_version=driver,
-        driver_source="nvml" if driver else None,
-        gpu_device_nodes=["/dev/nvidiactl", "/dev/nvidia0"],
-        gpu_device_nodes_present=True,
-        nvml={"usable": True, "reason": "ok", "driver_version": driver},
-        reasons=["platform=dgpu: driver loaded"],
-    )
-    host.update(over)
-    return host
-
-
-def with_containers(host: dict[str, Any], runtime: bool = True) -> dict[str, Any]:
-    host["container_engines"] = [{"name": "docker", "path": "/usr/bin/docker"}]
-    host["nvidia_container_runtime"] = {
-        "present": runtime,
-        "paths": ["/usr/bin/nvidia-container-runtime"] if runtime else [],
-    }
-    return host
-
-
-JETSONS = {
-    # name: (l4t, jetpack, soc, igpu name, cc, ubuntu, glibc)
-    "nano-jp4": ("32.7.1", "4.6.1", "tegra210", "Tegra X1", "5.3", "18.04", "2.27"),
-    "nano-jp46": ("32.6.1", "4.6", "tegra210", "Tegra X1", "5.3", "18.04", "2.27"),
-    "tx2-jp4": ("32.7.4", "4.6.4", "tegra186", "Tegra X2", "6.2", "18.04", "2.27"),
-    "xavier-jp5": ("35.4.1", "5.1.2", "tegra194", "Xavier", "7.2", "20.04", "2.31"),
-    "xavier-jp502": ("35.1.0", "5.0.2", "tegra194", "Xavier", "7.2", "20.04", "2.31"),
-    "orin-jp6": ("36.4.3", "6.2", "tegra234", "Orin", "8.7", "22.04", "2.35"),
-    "orin-jp60dp": ("36.2.0", "6.0 DP", "tegra234", "Orin", "8.7", "22.04", "2.35"),
-    "thor-jp7": ("38.2.0", "7.0", "tegra264", "Thor", "11.0", "24.04", "2.39"),
-}
-
-
-def jetson_host(kind: str, nodes: bool = True, **over: Any) -> dict[str, Any]:
-    l4t, jetpack, soc, igpu_name, cc, ubuntu, glibc = JETSONS[kind]
-    major, _, revision = l4t.partition(".")
-    host = base_host(
-        platform="jetson",
-        arch="aarch64",
-        os={"id": "ubuntu", "version_id": ubuntu, "pretty_name": f"Ubuntu {ubuntu}", "glibc_version": glibc},
-        l4t_version=l4t,
-        l4t_raw=f"# R{major} (release), REVISION: {revision}, GCID: 1, BOARD: generic, EABI: aarch64",
-        l4t_source="/etc/nv_tegra_release",
-        l4t_known=True,
-        jetpack_version=jetpack,
-        soc=soc,
-        board=f"NVIDIA Jetson {igpu_name} Developer Kit",
-        module_name=f"Jetson {igpu_name}",
-        igpu={"name": igpu_name, "compute_capability": cc},
-        gpu_device_nodes=["/dev/nvhost-ctrl-gpu", "/dev/nvmap"] if nodes else [],
-        gpu_device_nodes_present=nodes,
-        reasons=["platform=jetson: /etc/nv_tegra_release found"],
-    )
-    host.update(over)
-    return host
 
 
 def plan(matrix: dict[str, Any], host: dict[str, Any], release: str = "24.10", method: str = "wheel", **kw: Any):
@@ -297,7 +183,16 @@ PLAN_TABLE = [
         "24.10",
         "wheel",
         {},
-        {"instance_kind": "KIND_GPU", "gpu_ids": [0, 1], "enable_gpu": True, "min_driver_version": "560.35.03"},
+        {
+            "instance_kind": "KIND_GPU",
+            "gpu_ids": [0, 1],
+            "enable_gpu": True,
+            "min_driver_version": "560.35.03",
+            "runtime.env": {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
+            "runtime.server_args": [],
+            "runtime.gpu_build": True,
+            "runtime.min_compute_capability": "6.0",
+        },
     ),
     (
         "dgpu-false-hides",
@@ -305,7 +200,22 @@ PLAN_TABLE = [
         "24.10",
         "wheel",
         {"enable_gpu": "false"},
-        {"instance_kind": "KIND_CPU", "gpu_ids": [], "enable_gpu": False, "hide_gpus": True},
+        {
+            "instance_kind": "KIND_CPU",
+            "gpu_ids": [],
+            "enable_gpu": False,
+            "hide_gpus": True,
+            "runtime.env": {"CUDA_VISIBLE_DEVICES": ""},
+            "runtime.server_args": [
+                "--pinned-memory-pool-byte-size=0",
+                "--cuda-memory-pool-byte-size=0:0",
+                "--allow-gpu-metrics=false",
+                "--enable-peer-access=false",
+            ],
+            "runtime.container_env": {"NVIDIA_VISIBLE_DEVICES": "void"},
+            "runtime.container_devices": {"docker": [], "podman": []},
+            "runtime.gpu_build": True,
+        },
     ),
     (
         "dgpu-pinned-subset",
@@ -313,7 +223,14 @@ PLAN_TABLE = [
         "24.10",
         "wheel",
         {"gpus": [2, 0]},
-        {"instance_kind": "KIND_GPU", "gpu_ids": [2, 0], "hide_gpus": False},
+        {
+            "instance_kind": "KIND_GPU",
+            "gpu_ids": [2, 0],
+            "hide_gpus": False,
+            # The third GPU stays visible (hiding it would renumber the ids) but gets no pool.
+            "runtime.memory.cuda_memory_pool_bytes": {"1": 0},
+            "runtime.server_args": ["--cuda-memory-pool-byte-size=1:0"],
+        },
     ),
     (
         "dgpu-source-build-min-cc",
@@ -321,7 +238,13 @@ PLAN_TABLE = [
         "25.01",
         "source",
         {},
-        {"instance_kind": "KIND_GPU", "gpu_ids": [0], "min_compute_capability": "6.0"},
+        {
+            "instance_kind": "KIND_GPU",
+            "gpu_ids": [0],
+            "min_compute_capability": "6.0",
+            "runtime.min_compute_capability": "6.0",
+            "runtime.gpu_build": True,
+        },
     ),
     (
         "dgpu-no-gpu-listed-auto",
@@ -329,7 +252,13 @@ PLAN_TABLE = [
         "24.10",
         "wheel",
         {},
-        {"instance_kind": "KIND_CPU", "hide_gpus": True, "min_driver_version": "560.35.03"},
+        {
+            "instance_kind": "KIND_CPU",
+            "hide_gpus": True,
+            "min_driver_version": "560.35.03",
+            "runtime.env": {"CUDA_VISIBLE_DEVICES": ""},
+            "runtime.memory.cuda_memory_pool_bytes": {},
+        },
     ),
     (
         "dgpu-container-gpu",
@@ -337,7 +266,14 @@ PLAN_TABLE = [
         "25.08",
         "container",
         {},
-        {"container_image": "nvcr.io/nvidia/tritonserver:25.08-py3", "gpu_ids": [0], "min_driver_version": "580.65.06"},
+        {
+            "container_image": "nvcr.io/nvidia/tritonserver:25.08-py3",
+            "gpu_ids": [0],
+            "min_driver_version": "580.65.06",
+            "runtime.container_devices": {"docker": ["--gpus", "all"], "podman": ["--device", "nvidia.com/gpu=all"]},
+            "runtime.container_env": {"NVIDIA_DRIVER_CAPABILITIES": "compute,utility"},
+            "runtime.min_compute_capability": "7.5",
+        },
     ),
     (
         "dgpu-container-cpu-without-runtime",
@@ -345,7 +281,57 @@ PLAN_TABLE = [
         "24.10",
         "container",
         {"enable_gpu": "false"},
-        {"instance_kind": "KIND_CPU", "hide_gpus": True},
+        {
+            "instance_kind": "KIND_CPU",
+            "hide_gpus": True,
+            "runtime.container_devices": {"docker": [], "podman": []},
+            "runtime.container_env": {"NVIDIA_VISIBLE_DEVICES": "void"},
+        },
+    ),
+    (
+        "dgpu-container-cdi-forced",
+        lambda: with_containers(dgpu_host([gpu(0, "NVIDIA L4", "8.9")])),
+        "24.10",
+        "container",
+        {"container_gpu_mode": "cdi"},
+        {
+            "runtime.container_devices": {
+                "docker": ["--device", "nvidia.com/gpu=all"],
+                "podman": ["--device", "nvidia.com/gpu=all"],
+            }
+        },
+    ),
+    (
+        "dgpu-source-cpu-plan-builds-without-gpu",
+        lambda: dgpu_host([gpu(0, "NVIDIA L4", "8.9")]),
+        "24.10",
+        "source",
+        {"enable_gpu": "false"},
+        {"enable_gpu": False, "runtime.gpu_build": False, "runtime.env": {"CUDA_VISIBLE_DEVICES": ""}},
+    ),
+    (
+        "dgpu-source-gpu-build-for-a-cpu-plan",
+        lambda: dgpu_host([gpu(0, "NVIDIA L4", "8.9")]),
+        "24.10",
+        "source",
+        {"enable_gpu": "false", "gpu_build": "true"},
+        {"enable_gpu": False, "runtime.gpu_build": True},
+    ),
+    (
+        "dgpu-cpu-only-tarball-makes-a-cpu-plan",
+        lambda: dgpu_host([gpu(0, "NVIDIA L4", "8.9")]),
+        "24.10",
+        "tarball",
+        {"gpu_build": "false"},
+        {"enable_gpu": False, "hide_gpus": True, "runtime.gpu_build": False},
+    ),
+    (
+        "cpu-x86-tarball-is-a-gpu-build",
+        base_host,
+        "24.10",
+        "tarball",
+        {},
+        {"enable_gpu": False, "runtime.gpu_build": True, "runtime.env": {"CUDA_VISIBLE_DEVICES": ""}},
     ),
     (
         "jetson-nano-jp4-needs-flag",
@@ -358,10 +344,18 @@ PLAN_TABLE = [
             "instance_kind": "KIND_GPU",
             "gpu_ids": [0],
             "min_compute_capability": "6.0",
-            "min_supported_compute_capability": "5.3",
             "cuda_version": "10.2",
             "container_image": None,
             "min_driver_version": None,
+            "runtime.memory.min_supported_compute_capability": "5.3",
+            "runtime.min_compute_capability": "5.3",
+            "runtime.env": {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
+            "runtime.server_args": [
+                "--pinned-memory-pool-byte-size=67108864",
+                "--cuda-memory-pool-byte-size=0:67108864",
+                "--min-supported-compute-capability=5.3",
+                "--allow-gpu-metrics=false",
+            ],
         },
     ),
     (
@@ -370,7 +364,7 @@ PLAN_TABLE = [
         "22.02",
         "tarball",
         {},
-        {"gpu_ids": [0], "min_supported_compute_capability": None},
+        {"gpu_ids": [0], "runtime.memory.min_supported_compute_capability": None},
     ),
     (
         "jetson-xavier-jp5",
@@ -378,7 +372,12 @@ PLAN_TABLE = [
         "2.35.0",
         "tarball",
         {},
-        {"release": "23.06", "cuda_version": "11.4", "min_supported_compute_capability": None, "gpu_ids": [0]},
+        {
+            "release": "23.06",
+            "cuda_version": "11.4",
+            "runtime.memory.min_supported_compute_capability": None,
+            "gpu_ids": [0],
+        },
     ),
     (
         "jetson-orin-jp6-container",
@@ -386,7 +385,14 @@ PLAN_TABLE = [
         "24.10",
         "container",
         {},
-        {"container_image": "nvcr.io/nvidia/tritonserver:24.10-py3-igpu", "container_tag": "24.10-py3-igpu"},
+        {
+            "container_image": "nvcr.io/nvidia/tritonserver:24.10-py3-igpu",
+            "container_tag": "24.10-py3-igpu",
+            "runtime.container_devices": {
+                "docker": ["--runtime", "nvidia", "-e", "NVIDIA_VISIBLE_DEVICES=all"],
+                "podman": ["--device", "nvidia.com/gpu=all"],
+            },
+        },
     ),
     (
         "jetson-orin-jp60dp-tarball",
@@ -403,7 +409,13 @@ PLAN_TABLE = [
         "tarball",
         {},
         # The iGPU exists even when its nodes are missing: a GPU-enabled build must not touch it.
-        {"instance_kind": "KIND_CPU", "enable_gpu": False, "hide_gpus": True, "gpu_ids": []},
+        {
+            "instance_kind": "KIND_CPU",
+            "enable_gpu": False,
+            "hide_gpus": True,
+            "gpu_ids": [],
+            "runtime.memory.cuda_memory_pool_bytes": {"0": 0},
+        },
     ),
     (
         "jetson-false-hides-igpu",
@@ -427,9 +439,31 @@ PLAN_TABLE = [
         "26.08",
         "source",
         {},
-        {"instance_kind": "KIND_GPU", "jetson_artifact": None},
+        {"instance_kind": "KIND_GPU", "jetson_artifact": None, "runtime.gpu_build": True},
+    ),
+    (
+        "jetson-orin-custom-pools",
+        lambda: jetson_host("orin-jp6"),
+        "24.08",
+        "tarball",
+        {"jetson_pool_bytes": {"pinned": 1 << 20, "cuda": 2 << 20}},
+        {
+            "runtime.server_args": [
+                "--pinned-memory-pool-byte-size=1048576",
+                "--cuda-memory-pool-byte-size=0:2097152",
+                "--allow-gpu-metrics=false",
+            ]
+        },
     ),
 ]
+
+
+def pick(plan_dict: dict[str, Any], dotted: str) -> Any:
+    """The value at ``runtime.memory.x``-style paths of a plan."""
+    value: Any = plan_dict
+    for key in dotted.split("."):
+        value = value[key]
+    return value
 
 
 @pytest.mark.parametrize(
@@ -440,7 +474,7 @@ PLAN_TABLE = [
 def test_plan_rules(matrix, host_fn, release, method, kwargs, expected):
     result = plan(matrix, host_fn(), release, method, **kwargs)
     assert set(result) == PLAN_KEYS
-    assert {key: result[key] for key in expected} == expected
+    assert {key: pick(result, key) for key in expected} == expected
 
 
 def test_gpus_below_min_cc_are_dropped_with_a_note(matrix):
@@ -852,6 +886,69 @@ def test_error_invalid_request_values(matrix):
     err = raises(matrix, base_host(), "24.10", "rpm")
     assert_four_parts(
         err, ["not valid"], ["triton_install_method='rpm'"], ["wheel, tarball, container, source"], ["supported values"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "found"),
+    [
+        ({"gpu_build": "maybe"}, "triton_gpu_build='maybe'"),
+        ({"container_gpu_mode": "passthrough"}, "triton_container_gpu_mode='passthrough'"),
+    ],
+    ids=["gpu_build", "container_gpu_mode"],
+)
+def test_error_invalid_runtime_request_values(matrix, kwargs, found):
+    err = raises(matrix, base_host(), "24.10", "wheel", **kwargs)
+    assert_four_parts(err, ["not valid"], [found], ["gpu_build auto, true, false"], ["supported values"])
+
+
+def test_error_negative_jetson_pool(matrix):
+    err = raises(matrix, jetson_host("orin-jp6"), "24.08", "tarball", jetson_pool_bytes={"pinned": -1, "cuda": 0})
+    assert_four_parts(
+        err,
+        ["pool sizes are not valid"],
+        ["triton_platform_jetson_pinned_memory_pool_bytes=-1"],
+        ["0 or more"],
+        ["67108864"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("host_fn", "method", "artifact"),
+    [
+        (base_host, "wheel", "the wheel artifact"),
+        (lambda: with_containers(base_host()), "container", "the container artifact"),
+        (lambda: jetson_host("orin-jp6"), "tarball", "NVIDIA's Jetson tarball"),
+    ],
+    ids=["wheel", "container", "jetson-tarball"],
+)
+def test_error_cpu_only_build_declared_for_a_gpu_artifact(matrix, host_fn, method, artifact):
+    err = raises(matrix, host_fn(), "24.10", method, gpu_build="false")
+    assert_four_parts(
+        err,
+        [f"triton_gpu_build is false but {artifact} is a GPU build"],
+        [f"triton_install_method={method}"],
+        ["tarball method off Jetson", "source method"],
+        ["triton_gpu_build: auto"],
+    )
+
+
+@pytest.mark.parametrize("kwargs", [{"enable_gpu": "true"}, {"gpus": [0]}], ids=["enable_gpu-true", "pinned"])
+def test_error_gpu_plan_with_a_cpu_only_build(matrix, kwargs):
+    err = raises(matrix, dgpu_host([gpu(0, "NVIDIA L4", "8.9")]), "24.10", "source", gpu_build="false", **kwargs)
+    assert_four_parts(
+        err, ["triton_gpu_build is false", "GPU plan is requested"], ["triton_gpu_build=false"], ["GPU build"], ["auto"]
+    )
+
+
+def test_error_docker_gpus_mode_on_jetson(matrix):
+    err = raises(matrix, with_containers(jetson_host("orin-jp6")), "24.10", "container", container_gpu_mode="gpus")
+    assert_four_parts(
+        err,
+        ["triton_container_gpu_mode is gpus on a Jetson host"],
+        ["triton_container_gpu_mode=gpus", "Jetson Orin"],
+        ["--runtime nvidia", "#5641"],
+        ["auto, runtime or cdi"],
     )
 
 

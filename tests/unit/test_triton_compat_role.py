@@ -29,6 +29,14 @@ def test_role_choices_match_the_module():
     assert options["triton_platform_install_method"]["choices"] == module.ARGUMENT_SPEC["method"]["choices"]
     assert options["triton_platform_enable_gpu"]["choices"] == module.ARGUMENT_SPEC["enable_gpu"]["choices"]
     assert options["triton_platform_gpus"]["elements"] == module.ARGUMENT_SPEC["gpus"]["elements"]
+    assert options["triton_platform_gpu_build"]["choices"] == module.ARGUMENT_SPEC["gpu_build"]["choices"]
+    assert (
+        options["triton_platform_container_gpu_mode"]["choices"]
+        == module.ARGUMENT_SPEC["container_gpu_mode"]["choices"]
+    )
+    for pool in ("pinned", "cuda"):
+        name = f"jetson_{pool}_memory_pool_bytes"
+        assert options[f"triton_platform_{name}"]["default"] == module.ARGUMENT_SPEC[name]["default"]
 
 
 def test_defaults_derive_from_the_fleet_knobs():
@@ -40,6 +48,8 @@ def test_defaults_derive_from_the_fleet_knobs():
         "triton_platform_enable_gpu": "triton_enable_gpu",
         "triton_platform_gpus": "triton_gpus",
         "triton_platform_arch": "triton_host_arch",
+        "triton_platform_gpu_build": "triton_gpu_build",
+        "triton_platform_container_gpu_mode": "triton_container_gpu_mode",
     }
     for name, knob in knobs.items():
         assert f"{{{{ {knob} | default(" in defaults[name], name
@@ -50,9 +60,8 @@ def test_device_check_spot_calls_the_module_with_the_plan():
     tasks = load("tasks/device_check.yml")
     check = next(t for t in tasks if "triton_device_check" in t)
     assert check["triton_device_check"]["plan"] == "{{ ansible_facts['triton_plan'] }}"
-    # The service's environment: a CPU plan hides every GPU from CUDA.
-    assert "'CUDA_VISIBLE_DEVICES': ''" in check["environment"]
-    assert "hide_gpus" in check["environment"]
+    # The server's environment is the plan's runtime env (tests/unit/test_triton_runtime_consumers.py renders it).
+    assert check["environment"] == "{{ ansible_facts['triton_plan']['runtime']['env'] }}"
     include = next(t for t in load("tasks/main.yml") if "ansible.builtin.include_tasks" in t)
     assert include["ansible.builtin.include_tasks"] == "device_check.yml"
     assert include["when"] == ["triton_platform_device_check | bool", "__triton_platform_needs_device_check"]

@@ -12,16 +12,12 @@ import pytest
 from ansible.module_utils.triton_cuda import CudaError, CudaUnavailable
 from ansible.module_utils.triton_device_check import access_for, access_for_user, check_devices, device_nodes
 from fakes.fake_nvml import FakeNvml
+from support.plans import base_host, dgpu_host, gpu, jetson_host, make_plan
 
-GPU_PLAN = {
-    "platform": "dgpu",
-    "enable_gpu": True,
-    "gpu_ids": [0, 1],
-    "min_compute_capability": "6.0",
-    "min_supported_compute_capability": None,
-}
-CPU_PLAN = {"platform": "cpu", "enable_gpu": False, "gpu_ids": [], "hide_gpus": True, "min_compute_capability": "6.0"}
-JETSON_PLAN = {**GPU_PLAN, "platform": "jetson", "gpu_ids": [0]}
+# Plans as preflight makes them (tests/support/plans.py runs the real triton_compat).
+GPU_PLAN = make_plan(dgpu_host([gpu(0, "NVIDIA A10", "8.6"), gpu(1, "NVIDIA A10", "8.6")]))
+CPU_PLAN = make_plan(base_host())
+JETSON_PLAN = make_plan(jetson_host("orin-jp6"), "24.08", "tarball")
 X86_NODES = ("dev/nvidiactl", "dev/nvidia-uvm", "dev/nvidia0", "dev/nvidia1")
 JETSON_NODES = ("dev/nvgpu/igpu0/ctrl", "dev/nvmap")
 A10 = {"name": "NVIDIA A10", "compute_capability": "8.6"}
@@ -222,13 +218,14 @@ def test_nvml_gpus_but_no_cuda_names_the_causes(tmp_path):
 
 
 def test_min_supported_compute_capability_lowers_the_bar(tmp_path):
-    plan = {**JETSON_PLAN, "min_supported_compute_capability": "5.3"}
+    plan = make_plan(jetson_host("nano-jp4"), "2.19.0", "tarball")
+    assert plan["runtime"]["min_compute_capability"] == "5.3"
     nano = FakeCuda([{"name": "NVIDIA Tegra X1", "compute_capability": "5.3"}])
     assert run(tmp_path, plan, JETSON_NODES, NO_NVML, nano)["findings"] == []
 
 
 def test_cc_comparison_is_numeric(tmp_path):
-    plan = {**GPU_PLAN, "gpu_ids": [0], "min_supported_compute_capability": "8.9"}
+    plan = {**GPU_PLAN, "gpu_ids": [0], "runtime": {**GPU_PLAN["runtime"], "min_compute_capability": "8.9"}}
     future = FakeCuda([{"name": "future", "compute_capability": "8.10"}])
     assert run(tmp_path, plan, X86_NODES[:3], nvml_with(1), future)["findings"] == []
 

@@ -83,6 +83,7 @@ SCHEMA_KEYS = [
     "nvml",
     "container_engines",
     "nvidia_container_runtime",
+    "service_manager",
     "reasons",
 ]
 GPU_KEYS = ["index", "name", "uuid", "pci_bus_id", "compute_capability", "memory_mib", "mig_mode", "integrated"]
@@ -521,3 +522,53 @@ def test_decide_platform(l4t_source, soc, driver_file, nvml_gpus, platform):
     decided, reason = th.decide_platform(l4t_source, "raw", soc, driver_file, "550.54.15", nvml_gpus, "nvml why")
     assert decided == platform
     assert reason.startswith(f"platform={platform}: ")
+
+
+# --------------------------------------------------------------------------------------------
+# Service manager: the service_mgr fact's rule, decided once for the service and pull roles.
+
+
+def fake_init_root(tmp_path: Path, comm: str | None, canary: bool = False, systemctl: bool = True) -> Path:
+    if comm is not None:
+        (tmp_path / "proc" / "1").mkdir(parents=True)
+        (tmp_path / "proc" / "1" / "comm").write_text(f"{comm}\n")
+    if canary:
+        (tmp_path / "run" / "systemd" / "system").mkdir(parents=True)
+    if systemctl:
+        (tmp_path / "usr" / "bin").mkdir(parents=True)
+        (tmp_path / "usr" / "bin" / "systemctl").write_text("")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("comm", "canary", "systemctl", "expected"),
+    [
+        ("systemd", False, True, "systemd"),
+        ("process_api", True, True, "other"),  # an identifiable other init wins, as in setup
+        ("init", True, True, "systemd"),
+        ("bash", True, True, "systemd"),
+        (None, True, True, "systemd"),
+        ("init", True, False, "other"),  # no systemctl: not a systemd host
+        ("sh", False, True, "other"),
+    ],
+)
+def test_service_manager_follows_pid1_then_systemds_canaries(tmp_path, comm, canary, systemctl, expected):
+    manager, reason = th.probe_service_manager(fake_init_root(tmp_path, comm, canary, systemctl))
+    assert manager == expected
+    assert reason.startswith(f"service_manager={expected}: ")
+
+
+def test_service_manager_reads_an_init_link_to_systemd(tmp_path: Path):
+    root = fake_init_root(tmp_path, "init")
+    (root / "sbin").mkdir()
+    (root / "sbin" / "init").symlink_to("/lib/systemd/systemd")
+    assert th.probe_service_manager(root) == (
+        "systemd",
+        "service_manager=systemd: systemctl and /sbin/init links to systemd",
+    )
+
+
+def test_service_manager_is_a_fact(tmp_path: Path):
+    facts = th.gather_host_facts(fake_init_root(tmp_path, "systemd"), None, "x86_64", nvml_reason=NOT_QUERIED)
+    assert facts["service_manager"] == "systemd"
+    assert "service_manager=systemd: /proc/1/comm is systemd" in facts["reasons"]

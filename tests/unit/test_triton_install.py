@@ -20,7 +20,6 @@ from ansible.module_utils.triton_install import (
     container_run_argv,
     container_run_spec,
     detect_server_version,
-    effective_enable_gpu,
     elf_needed,
     elf_rpath,
     find_install_root,
@@ -33,51 +32,42 @@ from ansible.module_utils.triton_install import (
     stage_wheel_layout,
     verify_archive,
 )
+from support.plans import base_host, dgpu_host, gpu, jetson_host, make_plan, with_containers
 
 # ----------------------------------------------------------------------------- plans and hosts
 
-CPU_PLAN = {"release": "24.10", "server_version": "2.51.0", "enable_gpu": False, "hide_gpus": False,
-            "platform": "cpu", "arch": "x86_64", "gpu_ids": [], "min_compute_capability": "6.0",
-            "min_supported_compute_capability": None}  # fmt: skip
-DGPU_PLAN = dict(CPU_PLAN, enable_gpu=True, platform="dgpu", gpu_ids=[0, 1],
-                 container_image="nvcr.io/nvidia/tritonserver:24.10-py3")  # fmt: skip
-DGPU_CPU_PLAN = dict(CPU_PLAN, platform="dgpu", hide_gpus=True)
-JP5_PLAN = dict(CPU_PLAN, release="23.06", server_version="2.35.0", enable_gpu=True, platform="jetson",
-                arch="aarch64", gpu_ids=[0], min_supported_compute_capability="7.2")  # fmt: skip
-JP6_PLAN = dict(CPU_PLAN, enable_gpu=True, platform="jetson", arch="aarch64", gpu_ids=[0],
-                container_image="nvcr.io/nvidia/tritonserver:24.10-py3-igpu")  # fmt: skip
-JP7_PLAN = dict(CPU_PLAN, release="26.02", server_version="2.66.0", enable_gpu=True, platform="jetson",
-                arch="aarch64", gpu_ids=[0], min_compute_capability="7.5")  # fmt: skip
-
 DOCKER = {"name": "docker", "path": "/usr/bin/docker"}
 PODMAN = {"name": "podman", "path": "/usr/bin/podman"}
-RUNTIME = {"present": True, "paths": ["/usr/bin/nvidia-container-runtime"]}
 NO_RUNTIME = {"present": False, "paths": []}
-CPU_HOST = {"container_engines": [DOCKER], "nvidia_container_runtime": NO_RUNTIME, "jetpack_version": None}
-DGPU_HOST = {"container_engines": [DOCKER, PODMAN], "nvidia_container_runtime": RUNTIME, "jetpack_version": None}
-JP5_HOST = dict(DGPU_HOST, container_engines=[DOCKER], jetpack_version="5.1.2")
-JP6_HOST = dict(JP5_HOST, jetpack_version="6.2")
-JP7_HOST = dict(JP5_HOST, jetpack_version="7.0")
-OPTIONS = {"models_root": "/srv/tritonfleet/models", "model_repository": "/srv/tritonfleet/models/current",
+CPU_HOST = with_containers(base_host(), runtime=False)
+DGPU_HOST = dict(
+    with_containers(dgpu_host([gpu(0, "NVIDIA L4", "8.9"), gpu(1, "NVIDIA L4", "8.9")])),
+    container_engines=[DOCKER, PODMAN],
+)
+NANO_HOST = jetson_host("nano-jp4")
+JP5_HOST = jetson_host("xavier-jp5")
+JP6_HOST = with_containers(jetson_host("orin-jp6"))
+JP7_HOST = with_containers(jetson_host("thor-jp7"))
+# The plans preflight makes for these hosts (tests/support/plans.py runs the real triton_compat).
+CPU_PLAN = make_plan(CPU_HOST, "24.10", "container")
+DGPU_PLAN = make_plan(DGPU_HOST, "24.10", "container")
+DGPU_CPU_PLAN = make_plan(DGPU_HOST, "24.10", "container", enable_gpu="false")
+JP6_PLAN = make_plan(JP6_HOST, "24.10", "container")
+JP7_PLAN = make_plan(JP7_HOST, "26.02", "container")
+CPU_SOURCE_PLAN = make_plan(base_host(), "24.10", "source")
+DGPU_SOURCE_PLAN = make_plan(DGPU_HOST, "24.10", "source")
+DGPU_CPU_SOURCE_PLAN = make_plan(DGPU_HOST, "24.10", "source", enable_gpu="false")
+NANO_SOURCE_PLAN = make_plan(NANO_HOST, "2.19.0", "source")
+JP5_SOURCE_PLAN = make_plan(JP5_HOST, "23.06", "source")
+JP6_SOURCE_PLAN = make_plan(JP6_HOST, "24.10", "source")
+JP7_SOURCE_PLAN = make_plan(JP7_HOST, "26.02", "source")
+# A CPU plan for the user's own CPU-only x86 tarball (triton_gpu_build: false).
+CPU_ONLY_BUILD_PLAN = make_plan(DGPU_HOST, "24.10", "tarball", gpu_build="false")
+OPTIONS = {"models_root": "/srv/tritonfleet/models",
            "ports": [{"name": "http", "address": "127.0.0.1", "port": 8000, "container_port": 8000}]}  # fmt: skip
 
 
-# ----------------------------------------------------------------------------- enable_gpu and checks
-
-
-@pytest.mark.parametrize(
-    ("setting", "plan", "expected"),
-    [("auto", CPU_PLAN, False), ("auto", DGPU_PLAN, True), ("true", CPU_PLAN, True), (False, DGPU_PLAN, False),
-     ("False", DGPU_PLAN, False), (True, CPU_PLAN, True)],
-    ids=["auto-cpu", "auto-gpu", "true", "bool-false", "string-False", "bool-true"],
-)  # fmt: skip
-def test_effective_enable_gpu(setting: object, plan: dict, expected: bool) -> None:
-    assert effective_enable_gpu(setting, plan) is expected
-
-
-def test_effective_enable_gpu_refuses_other_values() -> None:
-    with pytest.raises(InstallError, match=r"'maybe'.*auto, true, false"):
-        effective_enable_gpu("maybe", CPU_PLAN)
+# ----------------------------------------------------------------------------- the build kind
 
 
 GPU_INFO = {"tritonserver": True, "gpu_build": True, "cudart": ["libcudart.so.12"], "backends": ["python"]}
@@ -85,29 +75,32 @@ CPU_INFO = dict(GPU_INFO, gpu_build=False, cudart=[])
 
 
 @pytest.mark.parametrize(
-    ("info", "plan", "enable_gpu"),
-    [(GPU_INFO, CPU_PLAN, False), (GPU_INFO, DGPU_CPU_PLAN, False), (GPU_INFO, DGPU_PLAN, True),
-     (CPU_INFO, CPU_PLAN, False), (CPU_INFO, DGPU_CPU_PLAN, False)],
-    ids=["gpu-build-on-cpu-host", "gpu-build-gpus-hidden", "gpu-build-gpu-plan", "cpu-build-cpu", "cpu-build-hidden"],
+    ("info", "plan"),
+    [(GPU_INFO, CPU_PLAN), (GPU_INFO, DGPU_CPU_PLAN), (GPU_INFO, DGPU_PLAN), (CPU_INFO, CPU_ONLY_BUILD_PLAN),
+     (CPU_INFO, DGPU_CPU_SOURCE_PLAN)],
+    ids=["gpu-build-on-cpu-host", "gpu-build-gpus-hidden", "gpu-build-gpu-plan", "declared-cpu-build",
+         "cpu-source-build"],
 )  # fmt: skip
-def test_check_release_accepts(info: dict, plan: dict, enable_gpu: bool) -> None:
-    check_release(info, plan["server_version"], plan, enable_gpu, "/staging")
+def test_check_release_accepts(info: dict, plan: dict) -> None:
+    check_release(info, plan["server_version"], plan, "/staging")
 
 
 @pytest.mark.parametrize(
-    ("info", "plan", "enable_gpu", "version", "message"),
+    ("info", "plan", "version", "message"),
     [
-        (CPU_INFO, DGPU_PLAN, True, "2.51.0", "is a CPU-only build"),
-        (GPU_INFO, dict(DGPU_PLAN, enable_gpu=False), False, "2.51.0", "does not hide the host's GPUs"),
-        (GPU_INFO, CPU_PLAN, False, "2.50.0", "is tritonserver 2.50.0"),
-        (GPU_INFO, CPU_PLAN, False, None, "Cannot tell which Triton version"),
-        (dict(GPU_INFO, tritonserver=False), CPU_PLAN, False, "2.51.0", "no executable bin/tritonserver"),
+        (CPU_INFO, DGPU_PLAN, "2.51.0", "is a CPU-only build .* expects a GPU build"),
+        (CPU_INFO, CPU_PLAN, "2.51.0", "is a CPU-only build .* triton_gpu_build: false"),
+        (GPU_INFO, CPU_ONLY_BUILD_PLAN, "2.51.0", "is a GPU build .* declares a CPU-only build"),
+        (GPU_INFO, CPU_PLAN, "2.50.0", "is tritonserver 2.50.0"),
+        (GPU_INFO, CPU_PLAN, None, "Cannot tell which Triton version"),
+        (dict(GPU_INFO, tritonserver=False), CPU_PLAN, "2.51.0", "no executable bin/tritonserver"),
     ],
-    ids=["true-with-cpu-build", "false-gpu-build-visible-gpus", "wrong-version", "unknown-version", "no-binary"],
-)
-def test_check_release_refuses(info: dict, plan: dict, enable_gpu: bool, version: str | None, message: str) -> None:
+    ids=["gpu-plan-cpu-build", "cpu-build-not-declared", "gpu-build-declared-cpu", "wrong-version",
+         "unknown-version", "no-binary"],
+)  # fmt: skip
+def test_check_release_refuses(info: dict, plan: dict, version: str | None, message: str) -> None:
     with pytest.raises(InstallError, match=message) as caught:
-        check_release(info, version, plan, enable_gpu, "/staging")
+        check_release(info, version, plan, "/staging")
     assert "/staging" in str(caught.value)
 
 
@@ -132,25 +125,27 @@ def test_container_cpu_host_has_no_gpu_flags() -> None:
     argv = container_run_argv(spec)
     assert spec["image"] == "nvcr.io/nvidia/tritonserver:24.10-py3"
     assert not {"--gpus", "--runtime", "--device"} & set(argv)
-    assert spec["env"] == {}
-    assert argv[:8] == ["/usr/bin/docker", "run", "--rm", "--name", "tritonserver", "--user", "triton-server", "-v"]
+    assert spec["env"] == {"CUDA_VISIBLE_DEVICES": "", "NVIDIA_VISIBLE_DEVICES": "void"}
+    assert argv[:7] == ["/usr/bin/docker", "run", "--rm", "--name", "tritonserver", "--user", "triton-server"]
     assert "/srv/tritonfleet/models:/srv/tritonfleet/models:ro" in argv
     assert "127.0.0.1:8000:8000" in argv
-    assert argv[-3:] == ["tritonserver", "--model-repository=/srv/tritonfleet/models/current",
-                         "--model-control-mode=explicit"]  # fmt: skip
+    # The server's command line is the service's (triton_service.container_launch_argv).
+    assert argv[-3:] == ["--shm-size", "256m", "nvcr.io/nvidia/tritonserver:24.10-py3"]
 
 
-def test_container_dgpu_docker_uses_gpus_with_the_plan_ids() -> None:
+def test_container_dgpu_docker_hands_over_every_gpu() -> None:
     argv = container_run_argv(container_run_spec(DGPU_PLAN, DGPU_HOST, OPTIONS))
-    assert argv[argv.index("--gpus") + 1] == '"device=0,1"'
+    # All GPUs: a subset would renumber the CUDA ids the plan and the model configs name.
+    assert argv[argv.index("--gpus") + 1] == "all"
     assert "--runtime" not in argv and "CUDA_VISIBLE_DEVICES=" not in argv
+    assert {"CUDA_DEVICE_ORDER=PCI_BUS_ID", "NVIDIA_DRIVER_CAPABILITIES=compute,utility"} <= set(argv)
 
 
 def test_container_dgpu_podman_uses_cdi_devices() -> None:
     spec = container_run_spec(DGPU_PLAN, DGPU_HOST, dict(OPTIONS, engine="podman"))
     argv = container_run_argv(spec)
     assert argv[0] == "/usr/bin/podman"
-    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--device"] == ["nvidia.com/gpu=0", "nvidia.com/gpu=1"]
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--device"] == ["nvidia.com/gpu=all"]
     assert "--gpus" not in argv
 
 
@@ -165,28 +160,19 @@ def test_container_jetson_jp6_uses_the_igpu_image_and_nvidia_runtime() -> None:
     argv = container_run_argv(spec)
     assert spec["image"].endswith(":24.10-py3-igpu")
     assert argv[argv.index("--runtime") + 1] == "nvidia" and "--gpus" not in argv
-    assert "NVIDIA_VISIBLE_DEVICES=all" in argv and "--allow-gpu-metrics=false" in argv
+    assert "NVIDIA_VISIBLE_DEVICES=all" in argv
 
 
-def test_container_jetson_jp6_image_derived_when_plan_has_none() -> None:
-    plan = {k: v for k, v in JP6_PLAN.items() if k != "container_image"}
-    assert container_run_spec(plan, JP6_HOST, OPTIONS)["image"] == "nvcr.io/nvidia/tritonserver:24.10-py3-igpu"
+def test_container_needs_the_plans_image() -> None:
+    plan = dict(JP6_PLAN, container_image=None)
+    with pytest.raises(InstallError, match=r"no container image for this host.*Rerun preflight"):
+        container_run_spec(plan, JP6_HOST, OPTIONS)
 
 
 def test_container_jetson_jp7_sbsa_uses_the_standard_image() -> None:
     spec = container_run_spec(JP7_PLAN, JP7_HOST, OPTIONS)
     assert spec["image"] == "nvcr.io/nvidia/tritonserver:26.02-py3"
-    assert spec["gpu"]["runtime"] == "nvidia"
-
-
-def test_container_jetson_refuses_docker_gpus_flag() -> None:
-    with pytest.raises(InstallError, match="--gpus is refused there"):
-        container_run_spec(JP6_PLAN, JP6_HOST, dict(OPTIONS, gpu_mode="gpus"))
-
-
-def test_container_jetpack5_has_no_container() -> None:
-    with pytest.raises(InstallError, match=r"no Triton container for JetPack 5\.1\.2.*tarball"):
-        container_run_spec(JP5_PLAN, JP5_HOST, OPTIONS)
+    assert spec["devices"] == ["--runtime", "nvidia", "-e", "NVIDIA_VISIBLE_DEVICES=all"]
 
 
 def test_container_without_engine_fails_clearly() -> None:
@@ -204,11 +190,11 @@ def test_container_gpu_plan_without_nvidia_runtime_fails_clearly() -> None:
 
 def build_options(**more: object) -> dict:
     return {"python": "/usr/bin/python3", "checkout": "/src/server", "build_dir": "/b", "backends": ["python"],
-            "enable_gpu": False, "dryrun": False, **more}  # fmt: skip
+            "dryrun": False, **more}  # fmt: skip
 
 
 def test_build_argv_cpu_has_no_gpu_flags() -> None:
-    argv = source_build_argv(CPU_PLAN, CPU_HOST, build_options(backends=["onnxruntime", "python", "fil"]))
+    argv = source_build_argv(CPU_SOURCE_PLAN, CPU_HOST, build_options(backends=["onnxruntime", "python", "fil"]))
     assert argv[:4] == ["/usr/bin/python3", "/src/server/build.py", "--no-container-build", "--build-dir=/b"]
     assert not [a for a in argv if a.startswith(("--enable-gpu", "--target-platform", "--min-compute", "--dryrun"))]
     assert argv[-3:] == ["--backend=onnxruntime:r24.10", "--backend=python:r24.10", "--backend=fil:r24.10"]
@@ -217,39 +203,45 @@ def test_build_argv_cpu_has_no_gpu_flags() -> None:
 
 def test_build_argv_cpu_refuses_gpu_only_backends() -> None:
     with pytest.raises(InstallError, match=r"tensorrt, which a CPU-only build cannot have.*identity, repeat"):
-        source_build_argv(CPU_PLAN, CPU_HOST, build_options(backends=["python", "tensorrt"]))
+        source_build_argv(CPU_SOURCE_PLAN, CPU_HOST, build_options(backends=["python", "tensorrt"]))
 
 
 def test_build_argv_dgpu_enables_gpu_and_metrics() -> None:
-    argv = source_build_argv(DGPU_PLAN, DGPU_HOST, build_options(enable_gpu=True, backends=["tensorrt"]))
+    argv = source_build_argv(DGPU_SOURCE_PLAN, DGPU_HOST, build_options(backends=["tensorrt"]))
     assert {"--enable-gpu", "--enable-gpu-metrics", "--min-compute-capability=6.0"} <= set(argv)
     assert "--backend=tensorrt:r24.10" in argv and "--target-platform=igpu" not in argv
 
 
 def test_build_argv_dgpu_with_cpu_plan_builds_cpu_only() -> None:
-    argv = source_build_argv(DGPU_CPU_PLAN, DGPU_HOST, build_options(enable_gpu=False))
+    argv = source_build_argv(DGPU_CPU_SOURCE_PLAN, DGPU_HOST, build_options())
     assert not [a for a in argv if a.startswith("--enable-gpu")]
 
 
-def test_build_argv_jetson_jp5_targets_igpu_with_the_board_capability() -> None:
-    argv = source_build_argv(JP5_PLAN, JP5_HOST, build_options(enable_gpu=True))
-    assert {"--enable-gpu", "--target-platform=igpu", "--min-compute-capability=7.2"} <= set(argv)
+def test_build_argv_jetson_nano_targets_igpu_with_the_board_capability() -> None:
+    argv = source_build_argv(NANO_SOURCE_PLAN, NANO_HOST, build_options())
+    assert {"--enable-gpu", "--target-platform=igpu", "--min-compute-capability=5.3"} <= set(argv)
     assert "--enable-gpu-metrics" not in argv  # no DCGM on Jetson
+    assert "--backend=python:r22.02" in argv
+
+
+def test_build_argv_jetson_jp5_targets_igpu() -> None:
+    argv = source_build_argv(JP5_SOURCE_PLAN, JP5_HOST, build_options())
+    assert {"--enable-gpu", "--target-platform=igpu", "--min-compute-capability=6.0"} <= set(argv)
     assert "--backend=python:r23.06" in argv
 
 
 def test_build_argv_jetson_jp6_targets_igpu() -> None:
-    assert "--target-platform=igpu" in source_build_argv(JP6_PLAN, JP6_HOST, build_options(enable_gpu=True))
+    assert "--target-platform=igpu" in source_build_argv(JP6_SOURCE_PLAN, JP6_HOST, build_options())
 
 
 def test_build_argv_jetson_jp7_sbsa_uses_the_default_target() -> None:
-    argv = source_build_argv(JP7_PLAN, JP7_HOST, build_options(enable_gpu=True))
+    argv = source_build_argv(JP7_SOURCE_PLAN, JP7_HOST, build_options())
     assert not [a for a in argv if a.startswith("--target-platform")]
     assert "--min-compute-capability=7.5" in argv
 
 
 def test_build_argv_dryrun_is_last() -> None:
-    assert source_build_argv(CPU_PLAN, CPU_HOST, build_options(dryrun=True))[-1] == "--dryrun"
+    assert source_build_argv(CPU_SOURCE_PLAN, CPU_HOST, build_options(dryrun=True))[-1] == "--dryrun"
 
 
 # ----------------------------------------------------------------------------- ELF RPATH
@@ -409,8 +401,8 @@ def test_find_install_root_reports_what_it_found(tmp_path: Path) -> None:
 
 
 def request(prefix: Path, src: Path, **more: object) -> dict:
-    return {"prefix": str(prefix), "method": "source", "plan": CPU_PLAN, "source": "repo@abc", "src": str(src),
-            "python_bin_dir": None, "enable_gpu": False, "keep_releases": 3, **more}  # fmt: skip
+    return {"prefix": str(prefix), "method": "source", "plan": CPU_SOURCE_PLAN, "source": "repo@abc",
+            "src": str(src), "python_bin_dir": None, "keep_releases": 3, **more}  # fmt: skip
 
 
 def test_install_release_is_atomic_idempotent_and_check_mode_safe(tmp_path: Path) -> None:
@@ -465,15 +457,15 @@ def test_leftovers_are_removed_and_old_releases_pruned(tmp_path: Path) -> None:
 
 def test_source_build_needed_follows_the_installed_manifest(tmp_path: Path) -> None:
     prefix = tmp_path / "prefix"
-    assert source_build_needed(prefix, CPU_PLAN, "repo@abc") is True
+    assert source_build_needed(prefix, CPU_SOURCE_PLAN, "repo@abc") is True
     install_release(request(prefix, fake_tree(tmp_path / "build")), check_mode=False)
-    assert source_build_needed(prefix, CPU_PLAN, "repo@abc") is False
-    assert source_build_needed(prefix, CPU_PLAN, "repo@def") is True
+    assert source_build_needed(prefix, CPU_SOURCE_PLAN, "repo@abc") is False
+    assert source_build_needed(prefix, CPU_SOURCE_PLAN, "repo@def") is True
 
 
 def test_container_release_holds_the_spec(tmp_path: Path) -> None:
     params = {"prefix": str(tmp_path / "p"), "method": "container", "plan": DGPU_CPU_PLAN, "source": "ngc",
-              "enable_gpu": "auto", "keep_releases": 3, "host": DGPU_HOST, "container": OPTIONS}  # fmt: skip
+              "keep_releases": 3, "host": DGPU_HOST, "container": OPTIONS}  # fmt: skip
     result = install_release(build_request(params), check_mode=False)
     spec = json.loads((tmp_path / "p" / "current" / "container.json").read_text())
     assert result["manifest"]["container_spec"] == "container.json" and result["manifest"]["gpu_build"] is True
@@ -490,5 +482,5 @@ def test_an_installed_release_is_rechecked_against_a_new_gpu_policy(tmp_path: Pa
     prefix, src = tmp_path / "prefix", fake_tree(tmp_path / "build")
     install_release(request(prefix, src), check_mode=False)
     with pytest.raises(InstallError, match="is a CPU-only build"):
-        install_release(request(prefix, src, plan=DGPU_PLAN, enable_gpu=True), check_mode=False)
+        install_release(request(prefix, src, plan=DGPU_SOURCE_PLAN), check_mode=False)
     assert os.readlink(prefix / "current") == "releases/2.51.0"

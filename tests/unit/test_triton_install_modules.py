@@ -13,9 +13,11 @@ import triton_install_release
 import triton_install_source_build
 import yaml
 from ansible.module_utils.testing import patch_module_args
+from support.plans import base_host, make_plan
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PLAN = {"release": "24.10", "server_version": "2.51.0", "enable_gpu": False, "hide_gpus": False, "platform": "cpu"}
+# A CPU host's plan for a CPU-only source build (tests/support/plans.py runs the real triton_compat).
+PLAN = make_plan(base_host(), "24.10", "source")
 
 
 @pytest.mark.parametrize("module", [triton_install_release, triton_install_source_build], ids=lambda m: m.__name__)

@@ -16,8 +16,10 @@ from ansible.module_utils.triton_install import (
     wheel_request_paths,
     wheel_venv_commands,
 )
+from support.plans import base_host, make_plan
 
-PLAN = {"release": "24.10", "server_version": "2.51.0", "enable_gpu": False, "hide_gpus": False, "platform": "cpu"}
+# A CPU host's plan for a CPU-only source build (tests/support/plans.py runs the real triton_compat).
+PLAN = make_plan(base_host(), "24.10", "source")
 
 
 def make_venv(root: Path, dists: list[str], python: str = "3.11") -> Path:

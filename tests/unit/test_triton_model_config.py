@@ -28,7 +28,7 @@ DGPU_PLAN = {
     "instance_kind": "KIND_GPU",
     "gpu_ids": [0, 1],
     "min_compute_capability": "6.0",
-    "min_supported_compute_capability": None,
+    "runtime": {"gpu_build": True, "min_compute_capability": "6.0"},
 }
 JETSON_PLAN = {
     "platform": "jetson",
@@ -37,7 +37,7 @@ JETSON_PLAN = {
     "instance_kind": "KIND_GPU",
     "gpu_ids": [0],
     "min_compute_capability": "6.0",
-    "min_supported_compute_capability": None,
+    "runtime": {"gpu_build": True, "min_compute_capability": "6.0"},
 }
 CPU_HOST = {"platform": "cpu", "arch": "x86_64", "gpus": [], "igpu": None}
 DGPU_HOST = {
@@ -354,7 +354,7 @@ def test_validate_accepts_configs_triton_would_load(body, platform):
 
 
 def test_validate_uses_min_supported_compute_capability_in_message():
-    plan = {**JETSON_PLAN, "min_supported_compute_capability": "5.3"}
+    plan = {**JETSON_PLAN, "runtime": {"gpu_build": True, "min_compute_capability": "5.3"}}
     (problem,) = validate(cfg("instance_group [{ kind: KIND_GPU gpus: [1] }]"), plan, JETSON_HOST)
     assert "compute compatibility of 5.300000 are: 0" in problem.message
 

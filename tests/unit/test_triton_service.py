@@ -19,24 +19,18 @@ from ansible.module_utils.triton_service import (
     server_env,
 )
 from ansible.module_utils.triton_service_config import compute_launch
+from support.plans import base_host, dgpu_host, gpu, jetson_host, make_plan, with_containers
 
 MIB64 = 64 * 1024 * 1024
 RELEASE = "/opt/tritonserver/releases/2.51.0"
 MANIFEST = {"server_version": "2.51.0", "gpu_build": True, "python_bin_dir": "/opt/tritonserver/venvs/python/bin"}
-
-
-def plan(platform: str, enable_gpu: bool, gpu_ids: list[int] | None = None, min_cc: str | None = None) -> dict:
-    """A triton_plan as preflight writes it (docs/architecture.md), reduced to what differs."""
-    return {
-        "release": "24.10",
-        "server_version": "2.51.0",
-        "platform": platform,
-        "enable_gpu": enable_gpu,
-        "instance_kind": "KIND_GPU" if enable_gpu else "KIND_CPU",
-        "gpu_ids": gpu_ids or [],
-        "hide_gpus": not enable_gpu and platform != "cpu",
-        "min_supported_compute_capability": min_cc,
-    }
+L4 = "NVIDIA L4"
+# Plans as preflight makes them (tests/support/plans.py runs the real triton_compat).
+CPU_PLAN = make_plan(base_host())
+DGPU_CPU_PLAN = make_plan(dgpu_host([gpu(0, L4, "8.9"), gpu(1, L4, "8.9")]), enable_gpu="false")
+DGPU_PINNED_PLAN = make_plan(dgpu_host([gpu(0, L4, "8.9"), gpu(1, L4, "8.9"), gpu(2, L4, "8.9")]), gpus=[0, 1])
+JETSON_NANO_PLAN = make_plan(jetson_host("nano-jp4"), "2.19.0", "tarball")
+ORIN_PLAN = make_plan(jetson_host("orin-jp6"), "24.08", "tarball")
 
 
 # The server options every launch takes: repository, state dir, addresses and ports.
@@ -53,16 +47,7 @@ SERVER_OPTIONS = {
 
 
 def options(**overrides: Any) -> dict:
-    base = {
-        "release_dir": RELEASE,
-        "gpu_build": True,
-        **SERVER_OPTIONS,
-        "host_gpu_ids": [],
-        "auto_complete_config": False,
-        "jetson_pinned_memory_pool_bytes": MIB64,
-        "jetson_cuda_memory_pool_bytes": MIB64,
-        "extra_args": [],
-    }
+    base = {"release_dir": RELEASE, **SERVER_OPTIONS, "auto_complete_config": False, "extra_args": []}
     base.update(overrides)
     return base
 
@@ -75,7 +60,7 @@ def flags_with(argv: list[str], prefix: str) -> list[str]:
 
 
 def test_common_argv_runs_the_release_with_explicit_control_and_endpoints():
-    argv = server_argv(plan("cpu", False), options())
+    argv = server_argv(CPU_PLAN, options())
     assert argv[0] == f"{RELEASE}/bin/tritonserver"
     for flag in (
         "--model-repository=/srv/tritonfleet/models/current",
@@ -95,26 +80,46 @@ def test_common_argv_runs_the_release_with_explicit_control_and_endpoints():
 
 
 def test_argv_leaves_models_and_key_to_the_launcher():
-    argv = server_argv(plan("cpu", False), options())
+    argv = server_argv(CPU_PLAN, options())
     assert not flags_with(argv, "--load-model")
     assert not flags_with(argv, "--http-restricted-api")
     assert not flags_with(argv, "--grpc-restricted-protocol")
 
 
 def test_auto_complete_can_be_allowed():
-    assert "--disable-auto-complete-config" not in server_argv(plan("cpu", False), options(auto_complete_config=True))
+    assert "--disable-auto-complete-config" not in server_argv(CPU_PLAN, options(auto_complete_config=True))
 
 
 def test_extra_args_come_last():
-    argv = server_argv(plan("cpu", False), options(extra_args=["--log-verbose=1", "--model-load-thread-count=2"]))
+    argv = server_argv(CPU_PLAN, options(extra_args=["--log-verbose=1", "--model-load-thread-count=2"]))
     assert argv[-2:] == ["--log-verbose=1", "--model-load-thread-count=2"]
 
 
-# --- argv per plan kind ----------------------------------------------------------------------
+# --- argv and env per plan: the runtime section, verbatim ------------------------------------
+
+PLANS = {"cpu": CPU_PLAN, "dgpu-cpu": DGPU_CPU_PLAN, "dgpu-pinned": DGPU_PINNED_PLAN, "nano": JETSON_NANO_PLAN,
+         "orin": ORIN_PLAN}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_argv_carries_the_plans_server_args_between_the_endpoints_and_extra_args(name: str):
+    the_plan = PLANS[name]
+    argv = server_argv(the_plan, options(extra_args=["--log-verbose=1"]))
+    args = the_plan["runtime"]["server_args"]
+    start = argv.index("--metrics-port=8002") + 1
+    assert argv[start : start + len(args)] == args
+    assert argv[start + len(args) :] == ["--log-verbose=1"]
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_env_carries_the_plans_runtime_env(name: str):
+    env = server_env(PLANS[name], MANIFEST, options())
+    cuda = {key: value for key, value in env.items() if key.startswith(("CUDA_", "NVIDIA_"))}
+    assert cuda == PLANS[name]["runtime"]["env"]
 
 
 def test_cpu_plan_on_cpu_host_disables_pinned_pool_metrics_and_peer_access():
-    argv = server_argv(plan("cpu", False), options(host_gpu_ids=[]))
+    argv = server_argv(CPU_PLAN, options())
     assert "--pinned-memory-pool-byte-size=0" in argv
     assert "--allow-gpu-metrics=false" in argv
     assert "--enable-peer-access=false" in argv
@@ -123,7 +128,7 @@ def test_cpu_plan_on_cpu_host_disables_pinned_pool_metrics_and_peer_access():
 
 
 def test_cpu_plan_on_dgpu_host_with_two_gpus_zeroes_both_pools():
-    argv = server_argv(plan("dgpu", False), options(host_gpu_ids=[1, 0]))
+    argv = server_argv(DGPU_CPU_PLAN, options())
     assert flags_with(argv, "--cuda-memory-pool-byte-size") == [
         "--cuda-memory-pool-byte-size=0:0",
         "--cuda-memory-pool-byte-size=1:0",
@@ -134,7 +139,7 @@ def test_cpu_plan_on_dgpu_host_with_two_gpus_zeroes_both_pools():
 
 
 def test_dgpu_gpu_plan_keeps_defaults_for_its_gpus_and_zeroes_the_others():
-    argv = server_argv(plan("dgpu", True, gpu_ids=[0, 1]), options(host_gpu_ids=[0, 1, 2]))
+    argv = server_argv(DGPU_PINNED_PLAN, options())
     assert flags_with(argv, "--cuda-memory-pool-byte-size") == ["--cuda-memory-pool-byte-size=2:0"]
     assert flags_with(argv, "--pinned-memory-pool-byte-size") == []
     assert "--allow-gpu-metrics=false" not in argv
@@ -142,33 +147,16 @@ def test_dgpu_gpu_plan_keeps_defaults_for_its_gpus_and_zeroes_the_others():
     assert flags_with(argv, "--min-supported-compute-capability") == []
 
 
-def test_dgpu_gpu_plan_passes_the_plans_minimum_compute_capability():
-    argv = server_argv(plan("dgpu", True, gpu_ids=[0], min_cc="5.2"), options(host_gpu_ids=[0]))
-    assert flags_with(argv, "--min-supported-compute-capability") == ["--min-supported-compute-capability=5.2"]
-
-
 def test_jetson_plan_sets_min_cc_unified_memory_pools_and_no_gpu_metrics():
-    argv = server_argv(
-        plan("jetson", True, gpu_ids=[0], min_cc="5.3"),
-        options(jetson_pinned_memory_pool_bytes=32 * 1024 * 1024),
-    )
+    argv = server_argv(JETSON_NANO_PLAN, options())
     assert "--min-supported-compute-capability=5.3" in argv
     assert "--allow-gpu-metrics=false" in argv
-    assert flags_with(argv, "--pinned-memory-pool-byte-size") == [f"--pinned-memory-pool-byte-size={32 * 1024 * 1024}"]
+    assert flags_with(argv, "--pinned-memory-pool-byte-size") == [f"--pinned-memory-pool-byte-size={MIB64}"]
     assert flags_with(argv, "--cuda-memory-pool-byte-size") == [f"--cuda-memory-pool-byte-size=0:{MIB64}"]
 
 
-def test_cpu_only_build_gets_no_gpu_flags():
-    argv = server_argv(plan("cpu", False), options(gpu_build=False, host_gpu_ids=[0]))
-    for prefix in ("--cuda-memory-pool", "--pinned-memory-pool", "--allow-gpu-metrics", "--enable-peer-access"):
-        assert flags_with(argv, prefix) == []
-
-
-# --- env -------------------------------------------------------------------------------------
-
-
 def test_cpu_plan_env_hides_every_gpu_and_puts_the_python_runtime_first():
-    env = server_env(plan("dgpu", False), MANIFEST, options())
+    env = server_env(DGPU_CPU_PLAN, MANIFEST, options())
     assert env["CUDA_VISIBLE_DEVICES"] == ""
     assert env["PATH"] == f"{MANIFEST['python_bin_dir']}:{SYSTEM_PATH}"
     assert env["LD_LIBRARY_PATH"] == f"{RELEASE}/lib"
@@ -176,20 +164,15 @@ def test_cpu_plan_env_hides_every_gpu_and_puts_the_python_runtime_first():
     assert "CUDA_DEVICE_ORDER" not in env
 
 
-def test_dgpu_gpu_plan_env_uses_pci_order_and_hides_nothing():
-    env = server_env(plan("dgpu", True, gpu_ids=[0, 1]), MANIFEST, options())
-    assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
-    assert "CUDA_VISIBLE_DEVICES" not in env
-
-
-def test_jetson_gpu_plan_env_leaves_cuda_alone():
-    env = server_env(plan("jetson", True, gpu_ids=[0]), MANIFEST, options())
-    assert "CUDA_VISIBLE_DEVICES" not in env
-    assert "CUDA_DEVICE_ORDER" not in env
+def test_gpu_plan_env_uses_pci_order_and_hides_nothing():
+    for gpu_plan in (DGPU_PINNED_PLAN, ORIN_PLAN):
+        env = server_env(gpu_plan, MANIFEST, options())
+        assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+        assert "CUDA_VISIBLE_DEVICES" not in env
 
 
 def test_env_without_python_runtime_uses_the_system_path():
-    env = server_env(plan("cpu", False), {**MANIFEST, "python_bin_dir": None}, options())
+    env = server_env(CPU_PLAN, {**MANIFEST, "python_bin_dir": None}, options())
     assert env["PATH"] == SYSTEM_PATH
 
 
@@ -197,20 +180,19 @@ def test_env_without_python_runtime_uses_the_system_path():
 
 
 @pytest.mark.parametrize(
-    ("bad_plan", "needle"),
+    "bad_plan",
     [
-        ({**plan("cpu", False), "platform": "tpu"}, "Supported platforms: jetson, dgpu, cpu"),
-        ({**plan("cpu", False), "enable_gpu": "yes"}, "must be true or false"),
-        (plan("dgpu", True, gpu_ids=[]), "lists no gpu_ids"),
-        ({**plan("dgpu", True, gpu_ids=[0]), "gpu_ids": [-1]}, "non-negative CUDA device ids"),
+        {key: value for key, value in CPU_PLAN.items() if key != "runtime"},
+        {**CPU_PLAN, "runtime": {"env": {}}},
     ],
-    ids=["platform", "enable_gpu-string", "gpu-plan-without-ids", "negative-id"],
+    ids=["no-runtime", "runtime-without-server-args"],
 )
-def test_bad_plans_are_rejected_with_a_remedy(bad_plan: dict, needle: str):
-    with pytest.raises(ServiceConfigError) as err:
-        server_argv(bad_plan, options())
-    assert needle in str(err.value)
-    assert "preflight" in str(err.value)
+def test_plans_without_a_runtime_section_are_rejected_with_a_remedy(bad_plan: dict):
+    for build in (lambda: server_argv(bad_plan, options()), lambda: server_env(bad_plan, MANIFEST, options())):
+        with pytest.raises(ServiceConfigError) as err:
+            build()
+        assert "no complete runtime section" in str(err.value)
+        assert "run preflight" in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -223,7 +205,7 @@ def test_bad_plans_are_rejected_with_a_remedy(bad_plan: dict, needle: str):
 )
 def test_bad_endpoints_name_the_variable(override: dict, needle: str):
     with pytest.raises(ServiceConfigError, match=needle):
-        server_argv(plan("cpu", False), options(**override))
+        server_argv(CPU_PLAN, options(**override))
 
 
 @pytest.mark.parametrize(
@@ -273,13 +255,10 @@ def test_read_manifest_errors_say_to_rerun_the_install(tmp_path: Path, content: 
 
 def launch_params(prefix: Path, **extra: Any) -> dict:
     return {
-        "plan": plan("dgpu", False),
-        "host_gpu_ids": [0, 1],
+        "plan": DGPU_CPU_PLAN,
         "install_prefix": str(prefix),
         **SERVER_OPTIONS,
         "auto_complete_config": False,
-        "jetson_pinned_memory_pool_bytes": MIB64,
-        "jetson_cuda_memory_pool_bytes": MIB64,
         "extra_args": [],
         **extra,
     }
@@ -368,23 +347,19 @@ def test_leftover_pids_skips_processes_that_vanish(tmp_path: Path):
 
 # --- container releases: the engine runs the image with the plan's server flags ------------
 
-DOCKER = {"name": "docker", "path": "/usr/bin/docker"}
+ONE_GPU_HOST = with_containers(dgpu_host([gpu(0, L4, "8.9")]))
+CONTAINER_CPU_PLAN = make_plan(ONE_GPU_HOST, "24.10", "container", enable_gpu="false")
+CONTAINER_GPU_PLAN = make_plan(ONE_GPU_HOST, "24.10", "container")
 
 
-def write_container_release(tmp_path: Path, the_plan: dict, runtime_present: bool) -> Path:
+def write_container_release(tmp_path: Path, the_plan: dict) -> Path:
     """Lay out what triton_install writes for a container release: manifest + run spec."""
-    host = {
-        "container_engines": [DOCKER],
-        "nvidia_container_runtime": {"present": runtime_present, "paths": []},
-        "jetpack_version": None,
-    }
     spec = container_run_spec(
         the_plan,
-        host,
+        ONE_GPU_HOST,
         {
             "engine": "docker",
             "models_root": "/srv/tritonfleet/models",
-            "model_repository": "/srv/tritonfleet/models/current",
             "ports": [{"name": "http", "address": "0.0.0.0", "port": 8000, "container_port": 8000}],
         },
     )
@@ -393,11 +368,8 @@ def write_container_release(tmp_path: Path, the_plan: dict, runtime_present: boo
 
 
 def test_container_cpu_plan_on_gpu_host_runs_the_image_without_gpus_and_with_zero_pools(tmp_path):
-    cpu_plan = plan("dgpu", False)
-    release = write_container_release(tmp_path, cpu_plan, runtime_present=True)
-    argv = container_launch_argv(
-        release, {"container_spec": "container.json"}, options(plan=cpu_plan, host_gpu_ids=[0])
-    )
+    release = write_container_release(tmp_path, CONTAINER_CPU_PLAN)
+    argv = container_launch_argv(release, {"container_spec": "container.json"}, options(plan=CONTAINER_CPU_PLAN))
     image_at = argv.index("nvcr.io/nvidia/tritonserver:24.10-py3")
     engine, server = argv[:image_at], argv[image_at + 1 :]
     assert engine[:3] == ["/usr/bin/docker", "run", "--rm"]
@@ -409,15 +381,20 @@ def test_container_cpu_plan_on_gpu_host_runs_the_image_without_gpus_and_with_zer
 
 
 def test_container_gpu_plan_passes_gpus_to_the_engine_and_no_zero_pool(tmp_path):
-    gpu_plan = plan("dgpu", True, [0])
-    release = write_container_release(tmp_path, gpu_plan, runtime_present=True)
-    argv = container_launch_argv(
-        release, {"container_spec": "container.json"}, options(plan=gpu_plan, host_gpu_ids=[0])
-    )
-    assert argv[argv.index("--gpus") + 1] == '"device=0"'
+    release = write_container_release(tmp_path, CONTAINER_GPU_PLAN)
+    argv = container_launch_argv(release, {"container_spec": "container.json"}, options(plan=CONTAINER_GPU_PLAN))
+    assert argv[argv.index("--gpus") + 1] == "all"
     assert not flags_with(argv, "--cuda-memory-pool-byte-size=")
+
+
+def test_container_spec_without_the_image_at_the_end_is_refused(tmp_path):
+    release = write_container_release(tmp_path, CONTAINER_CPU_PLAN)
+    spec = json.loads((release / "container.json").read_text())
+    (release / "container.json").write_text(json.dumps(dict(spec, argv=[*spec["argv"], "tritonserver"])))
+    with pytest.raises(ServiceConfigError, match="does not end with the image"):
+        container_launch_argv(release, {"container_spec": "container.json"}, options(plan=CONTAINER_CPU_PLAN))
 
 
 def test_container_release_without_a_spec_says_how_to_fix_it(tmp_path):
     with pytest.raises(ServiceConfigError, match="triton_install_method=container"):
-        container_launch_argv(tmp_path, {"container_spec": "container.json"}, options(plan=plan("cpu", False)))
+        container_launch_argv(tmp_path, {"container_spec": "container.json"}, options(plan=CPU_PLAN))

@@ -13,7 +13,6 @@ from ansible.module_utils.triton_service_config import (
     Account,
     Outcome,
     configure,
-    detect_service_manager,
     dist_installed,
     ensure_api_key,
     ensure_directory,
@@ -21,43 +20,22 @@ from ansible.module_utils.triton_service_config import (
     group_argv,
     launcher_script,
     requirement_dist,
+    service_manager_for,
     user_argv,
 )
+from support.plans import base_host, make_plan
 from test_triton_service import SERVER_OPTIONS
 
-# --- service manager: the service_mgr fact's rule -------------------------------------------
+# --- service manager: the triton_host.service_manager rule, mapped to the service's choice ----
 
 
-def fake_root(tmp_path: Path, comm: str | None, canary: bool = False) -> Path:
-    if comm is not None:
-        (tmp_path / "proc" / "1").mkdir(parents=True)
-        (tmp_path / "proc" / "1" / "comm").write_text(f"{comm}\n")
-    if canary:
-        (tmp_path / "run" / "systemd" / "system").mkdir(parents=True)
-    return tmp_path
-
-
-@pytest.mark.parametrize(
-    ("comm", "canary", "systemctl", "expected"),
-    [
-        ("systemd", False, True, "systemd"),
-        ("process_api", True, True, "supervisor"),  # an identifiable other init wins, as in setup
-        ("init", True, True, "systemd"),
-        ("bash", True, True, "systemd"),
-        (None, True, True, "systemd"),
-        ("init", True, False, "supervisor"),  # no systemctl: not a systemd host
-        ("sh", False, True, "supervisor"),
-    ],
-)
-def test_service_manager_follows_pid1_then_systemds_canaries(tmp_path, comm, canary, systemctl, expected):
-    assert detect_service_manager(fake_root(tmp_path, comm, canary), systemctl) == expected
-
-
-def test_service_manager_reads_an_init_link_to_systemd(tmp_path: Path):
-    root = fake_root(tmp_path, "init")
-    (root / "sbin").mkdir()
-    (root / "sbin" / "init").symlink_to("/lib/systemd/systemd")
-    assert detect_service_manager(root, True) == "systemd"
+@pytest.mark.parametrize(("comm", "expected"), [("systemd", "systemd"), ("process_api", "supervisor")])
+def test_auto_follows_the_hosts_service_manager(tmp_path: Path, comm: str, expected: str):
+    (tmp_path / "proc" / "1").mkdir(parents=True)
+    (tmp_path / "proc" / "1" / "comm").write_text(f"{comm}\n")
+    assert service_manager_for("auto", tmp_path) == expected
+    assert service_manager_for("supervisor", tmp_path) == "supervisor"
+    assert service_manager_for("systemd", tmp_path) == "systemd"
 
 
 # --- account ---------------------------------------------------------------------------------
@@ -291,15 +269,12 @@ def systemd_params(tmp_path: Path) -> dict:
     (tmp_path / "prefix" / "current").symlink_to("releases/2.51.0")
     return {
         "manager": "systemd",
-        "plan": {"platform": "cpu", "enable_gpu": False, "gpu_ids": []},
-        "host_gpu_ids": [],
+        "plan": make_plan(base_host()),
         "install_prefix": str(tmp_path / "prefix"),
         "release_dir": None,
         "manifest": None,
         **SERVER_OPTIONS,
         "auto_complete_config": False,
-        "jetson_pinned_memory_pool_bytes": 1,
-        "jetson_cuda_memory_pool_bytes": 1,
         "extra_args": [],
         # An account that exists on every Debian host, so the directories can be chowned to it.
         "user": "nobody",
@@ -334,7 +309,7 @@ def test_systemd_pass_installs_the_verified_unit_and_nothing_of_supervisord(tmp_
         commands.append(list(argv))
         return 0, "", ""
 
-    result = configure(params, False, run, has_systemctl=True, analyze="/usr/bin/systemd-analyze")
+    result = configure(params, False, run, analyze="/usr/bin/systemd-analyze")
     assert result["service_manager"] == "systemd" and result["reload"] is False
     assert [c[0] for c in commands] == ["usermod", "/usr/bin/systemd-analyze"]  # nobody's shell, home, comment
     assert commands[1][1] == "verify" and commands[1][2].endswith("/tritonserver.service")
@@ -346,7 +321,7 @@ def test_systemd_pass_installs_the_verified_unit_and_nothing_of_supervisord(tmp_
     assert mode_of(tmp_path / "etc" / "api-key") == 0o600
 
     commands.clear()
-    rerun = configure(params, False, run, has_systemctl=True, analyze="/usr/bin/systemd-analyze")
+    rerun = configure(params, False, run, analyze="/usr/bin/systemd-analyze")
     assert rerun["changes"] == ["user nobody"]  # the recorded usermod never ran; nothing else is left to do
     assert [c[0] for c in commands] == ["usermod"]
 
@@ -354,7 +329,7 @@ def test_systemd_pass_installs_the_verified_unit_and_nothing_of_supervisord(tmp_
 def test_check_mode_pass_predicts_everything_and_writes_nothing(tmp_path: Path):
     params = systemd_params(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
-    result = configure(params, True, lambda argv: pytest.fail(f"ran {argv}"), has_systemctl=True, analyze=None)
+    result = configure(params, True, lambda argv: pytest.fail(f"ran {argv}"), analyze=None)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert {str(tmp_path / "state"), str(tmp_path / "etc" / "api-key"), params["systemd_unit_file"]} <= set(
         result["changes"]

@@ -16,16 +16,19 @@ from pathlib import Path
 import pytest
 import requests
 from ansible.module_utils.triton_cuda import CudaDriver
+from ansible.module_utils.triton_runtime import RuntimeSectionError
 from ansible.module_utils.triton_verify_host import (
     apply_cuda_environment,
     cuda_library,
-    planned_environment,
+    device_environment,
     verify_host,
 )
+from support.plans import dgpu_host, gpu, make_plan
 from test_triton_device_check_cuda import FAKE_LIBCUDA_C
 
-CPU_PLAN = {"platform": "cpu", "enable_gpu": False, "gpu_ids": [], "hide_gpus": True, "min_compute_capability": "6.0"}
-GPU_PLAN = {"platform": "dgpu", "enable_gpu": True, "gpu_ids": [0], "hide_gpus": False, "min_compute_capability": "6.0"}
+TWO_GPUS = dgpu_host([gpu(0, "A", "8.6"), gpu(1, "B", "7.5")])
+CPU_PLAN = make_plan(TWO_GPUS, enable_gpu="false")
+GPU_PLAN = make_plan(TWO_GPUS, gpus=[0])
 NO_SERVER = "http://127.0.0.1:38097"
 GROUPS = {"add_sub": [{"name": "add_sub_0", "kind": "KIND_GPU", "count": 1, "gpus": [0]}]}
 
@@ -118,10 +121,20 @@ def _run(params: dict, recorder: Recorder) -> dict:
     return result
 
 
-def test_planned_environment_hides_gpus_unless_the_plan_uses_them():
-    assert planned_environment(CPU_PLAN) == {"CUDA_VISIBLE_DEVICES": ""}
-    assert planned_environment({**GPU_PLAN, "hide_gpus": True}) == {"CUDA_VISIBLE_DEVICES": ""}
-    assert planned_environment(GPU_PLAN) == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+NO_PROCESS = {"found": False, "environment": {}}
+
+
+def test_device_environment_is_the_servers_else_the_plans_runtime_env():
+    assert device_environment(NO_PROCESS, CPU_PLAN) == {"CUDA_VISIBLE_DEVICES": ""}
+    assert device_environment(NO_PROCESS, GPU_PLAN) == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    running = {"found": True, "environment": {"CUDA_VISIBLE_DEVICES": "1"}}
+    assert device_environment(running, CPU_PLAN) == {"CUDA_VISIBLE_DEVICES": "1"}
+
+
+def test_device_environment_refuses_a_plan_without_runtime():
+    old_plan = {key: value for key, value in GPU_PLAN.items() if key != "runtime"}
+    with pytest.raises(RuntimeSectionError, match=r"no complete runtime section.*run preflight"):
+        device_environment(NO_PROCESS, old_plan)
 
 
 def test_apply_cuda_environment_replaces_only_the_cuda_variables():
@@ -205,7 +218,10 @@ def test_an_unreadable_state_is_one_message_with_the_fix(tmp_path, environ):
 def test_a_plan_without_a_comparable_capability_is_refused(tmp_path, libcuda_dir, environ):
     environ["FAKE_CUDA_DEVICES"] = "A|8|6"
     server_env = {"CUDA_VISIBLE_DEVICES": "0", "LD_LIBRARY_PATH": "/compat"}
-    params = {**_host(tmp_path, server_env), "plan": {**GPU_PLAN, "min_compute_capability": "sm_75"}}
+    params = {
+        **_host(tmp_path, server_env),
+        "plan": {**GPU_PLAN, "runtime": {**GPU_PLAN["runtime"], "min_compute_capability": "sm_75"}},
+    }
     shutil.copytree(libcuda_dir, tmp_path / "compat")
     with pytest.raises(ValueError, match=r"compute capability cannot be compared: .*'sm_75'.*Fix: re-run preflight"):
         _run(params, Recorder())
