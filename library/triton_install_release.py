@@ -7,14 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.triton_install import (
-    ChecksumError,
-    InstallError,
-    build_request,
-    container_run_argv,
-    install_release,
-    wheel_venv_commands,
-)
+from ansible.module_utils.triton_container_spec import container_run_argv
+from ansible.module_utils.triton_install import build_request, install_release
+from ansible.module_utils.triton_install_errors import ChecksumError, InstallError
+from ansible.module_utils.triton_wheel_venv import wheel_venv_commands
 
 DOCUMENTATION = r"""
 module: triton_install_release

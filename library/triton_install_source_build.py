@@ -8,12 +8,9 @@ import os
 from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.triton_install import (
-    InstallError,
-    require_plan,
-    source_build_argv,
-    source_build_needed,
-)
+from ansible.module_utils.triton_install import require_plan
+from ansible.module_utils.triton_install_errors import InstallError
+from ansible.module_utils.triton_source_build import source_build_argv, source_build_needed
 
 DOCUMENTATION = r"""
 module: triton_install_source_build

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import grp
 import pwd
-import shutil
 from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
@@ -16,13 +15,16 @@ from ansible.module_utils.triton_models_switch import (
     TritonHttp,
     activate,
     config_diffs,
-    linked_release,
     promote_staging,
     read_api_key_headers,
-    release_dir,
-    releases_to_prune,
-    stale_staging,
     unpack_upload,
+)
+from ansible.module_utils.triton_release_lifecycle import (
+    PREVIOUS_LINK,
+    linked_release,
+    prune,
+    release_dir,
+    remove_leftovers,
 )
 
 DOCUMENTATION = r"""
@@ -221,14 +223,9 @@ def main() -> None:
         diff = config_diffs(root, p["configs"]) if module._diff and linked_release(root) != p["release"] else []
         client = TritonHttp(p["url"], read_api_key_headers(p["api_key_file"], p["api_key_header"]), p["timeout"])
         result = activate(root, p["release"], client, p["phase"], check, float(p["timeout"]))
-        protected = {r for r in (linked_release(root), linked_release(root, "previous"), p["release"]) if r}
-        pruned = releases_to_prune(root, p["keep_releases"], protected)
-        if not check:
-            for path in [release_dir(root, r) for r in pruned] + stale_staging(root, staging):
-                if path.is_dir():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
+        protected = {r for r in (linked_release(root), linked_release(root, PREVIOUS_LINK), p["release"]) if r}
+        pruned = prune(root, p["keep_releases"], protected, check)
+        remove_leftovers(root, check, keep=[staging] if staging else [])
     except KeyError as err:
         module.fail_json(
             msg=f"the owner {p['owner']!r} or group {p['group']!r} of the release files does not exist on the host "

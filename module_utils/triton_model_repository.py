@@ -37,7 +37,8 @@ from ansible.module_utils.triton_model_load_rules import (
     versions_to_load,
 )
 from ansible.module_utils.triton_model_rules import ModelState, Problem, missing_config_problem
-from ansible.module_utils.triton_release_tree import CONFIG_NAME, IGNORED_DIR_NAMES, INSTANCE_GROUPS_NAME, is_ignored
+from ansible.module_utils.triton_release_lifecycle import IGNORED_DIR_NAMES, is_ignored
+from ansible.module_utils.triton_release_tree import CONFIG_NAME, INSTANCE_GROUPS_NAME
 
 
 @dataclass(frozen=True)

@@ -32,15 +32,14 @@ from ansible.module_utils.triton_model_repository import (
     scan_repository,
 )
 from ansible.module_utils.triton_model_rules import missing_config_problem
+from ansible.module_utils.triton_release_lifecycle import file_entry, is_executable
 from ansible.module_utils.triton_release_tree import (
     CONFIG_NAME,
     INSTANCE_GROUPS_NAME,
     ReleaseError,
-    digest_entries,
-    file_sha256,
-    is_executable,
-    tree_digest,
+    release_id_of,
     tree_files,
+    tree_release_id,
     write_archive,
 )
 
@@ -113,10 +112,10 @@ def build_release(src: Path, build_root: Path, settings: RenderSettings, write: 
         if relative.parts[0] in configs and not (len(relative.parts) == 2 and relative.name == CONFIG_NAME)
     ]
     groups_text = instance_groups_json(groups)
-    entries = [(rel.as_posix(), is_executable(src / rel), file_sha256(src / rel)) for rel in sources]
-    entries += [(f"{model}/{CONFIG_NAME}", False, _text_sha256(text)) for model, text in configs.items()]
-    entries.append((INSTANCE_GROUPS_NAME, False, _text_sha256(groups_text)))
-    release_id = digest_entries(entries)
+    entries = [file_entry(rel.as_posix(), src / rel) for rel in sources]
+    entries += [(f"{model}/{CONFIG_NAME}", "-", _text_sha256(text)) for model, text in configs.items()]
+    entries.append((INSTANCE_GROUPS_NAME, "-", _text_sha256(groups_text)))
+    release_id = release_id_of(entries)
     final = build_root / release_id
     archive = build_root / f"{release_id}{ARCHIVE_SUFFIX}"
     created = not final.is_dir()
@@ -156,7 +155,7 @@ def _write_release(
         os.chmod(staging / INSTANCE_GROUPS_NAME, 0o644)
         for directory, _dirs, _files in os.walk(staging):
             os.chmod(directory, 0o755)
-        written = tree_digest(staging)
+        written = tree_release_id(staging)
         if written != release_id:
             raise ReleaseError(
                 f"the release written to {staging} hashes to {written}, not {release_id}: a source file "

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Activate a model-repository release on a host, with automatic rollback.
 
-Layout under the models root (docs/architecture.md)::
+Layout under the models root: the release lifecycle of every release (module_utils/
+triton_release_lifecycle.py, docs/architecture.md)::
 
     <root>/releases/<release id>/<model>/config.pbtxt ...   complete releases
     <root>/releases/.staging-<release id>/                  a copy in progress
@@ -28,18 +29,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ansible.module_utils.triton_release_tree import (
-    CONFIG_NAME,
+from ansible.module_utils.triton_release_lifecycle import (
+    CURRENT_LINK,
     IGNORED_DIR_NAMES,
-    ReleaseError,
-    extract_archive,
+    PREVIOUS_LINK,
+    linked_release,
+    point_link,
+    promote,
+    release_dir,
+    remove_link,
     tree_digest,
 )
+from ansible.module_utils.triton_release_tree import CONFIG_NAME, ReleaseError, extract_archive, tree_release_id
 
-RELEASES_DIR = "releases"
-CURRENT_LINK = "current"
-PREVIOUS_LINK = "previous"
-STAGING_PREFIX = ".staging-"
 PHASES = ("deploy", "switch")
 
 
@@ -160,39 +162,6 @@ def read_api_key_headers(key_file: str | None, header: str | None) -> dict[str, 
     return {header: key}
 
 
-def release_dir(root: Path, release_id: str) -> Path:
-    """Return ``<root>/releases/<release_id>``."""
-    return root / RELEASES_DIR / release_id
-
-
-def linked_release(root: Path, name: str = CURRENT_LINK) -> str | None:
-    """Return the release id a link under ``root`` points at, or None when there is none."""
-    link = root / name
-    if not link.is_symlink():
-        return None
-    return Path(os.readlink(link)).name
-
-
-def point_link(root: Path, name: str, release_id: str) -> None:
-    """Point ``<root>/<name>`` at ``releases/<release_id>`` atomically (symlink + rename).
-
-    The link is relative, so the tree stays valid when the models root is moved or mounted
-    elsewhere; readers see either the old or the new target, never a missing link.
-    """
-    temporary = root / f".{name}.tmp-{os.getpid()}"
-    if temporary.is_symlink():
-        temporary.unlink()
-    os.symlink(f"{RELEASES_DIR}/{release_id}", temporary)
-    os.replace(temporary, root / name)
-
-
-def remove_link(root: Path, name: str) -> None:
-    """Remove ``<root>/<name>`` when it is a link."""
-    link = root / name
-    if link.is_symlink():
-        link.unlink()
-
-
 def release_models(path: Path) -> list[str]:
     """Return the model directories of a release (those holding a config.pbtxt), sorted."""
     if not path.is_dir():
@@ -260,7 +229,7 @@ def promote_staging(root: Path, release_id: str, staging: Path, check_mode: bool
             f"release {release_id} is not on the host: neither {final} nor the staged copy {staging} exists; "
             "a release is staged by the triton_models deploy phase; run it (tasks_from deploy) before switching"
         )
-    found = tree_digest(staging)
+    found = tree_release_id(staging)
     if found != release_id:
         raise SwitchError(
             f"the staged copy {staging} hashes to {found}, not to release {release_id}: the copy from the "
@@ -268,30 +237,8 @@ def promote_staging(root: Path, release_id: str, staging: Path, check_mode: bool
             "controller's build; rerun the deploy phase (the staging copy is replaced)",
             {"found": found},
         )
-    os.rename(staging, final)
+    promote(root, staging, release_id)
     return True
-
-
-def stale_staging(root: Path, keep: Path | None = None) -> list[Path]:
-    """Return leftover ``releases/.staging-*`` entries (a copy or an upload interrupted earlier)."""
-    releases = root / RELEASES_DIR
-    if not releases.is_dir():
-        return []
-    return sorted(p for p in releases.iterdir() if p.name.startswith(STAGING_PREFIX) and p != keep)
-
-
-def releases_to_prune(root: Path, keep: int, protected: set[str]) -> list[str]:
-    """Return release ids to delete: all but the ``keep`` newest, never a protected one.
-
-    Age is the release directory's mtime (set when it was promoted). ``protected`` holds the
-    ``current`` and ``previous`` targets, so a rollback target is never removed.
-    """
-    releases = root / RELEASES_DIR
-    if not releases.is_dir():
-        return []
-    entries = [p for p in releases.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    entries.sort(key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
-    return sorted(p.name for p in entries[max(keep, 1) :] if p.name not in protected)
 
 
 @dataclass

@@ -17,6 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ansible.module_utils.triton_release_lifecycle import CURRENT_LINK, linked_release
+from ansible.module_utils.triton_release_lifecycle import read_manifest as lifecycle_read_manifest
+
 SCHEMA_VERSION = 1
 REPORT_FILES = ("verify.json", "verify.md")
 
@@ -427,12 +430,10 @@ def _read_json(path: Path) -> Any:
 def read_manifest(install_prefix: Path) -> dict[str, Any] | None:
     """Return the installed release's ``current/manifest.json``, or None when nothing is installed.
 
-    Raises ValueError when the file is not JSON and OSError when it exists but cannot be read.
+    Raises ValueError (``ManifestError``) when the file is not a JSON object and OSError when
+    ``current`` cannot be followed.
     """
-    try:
-        return _read_json(install_prefix / "current" / "manifest.json")
-    except (FileNotFoundError, NotADirectoryError):
-        return None
+    return lifecycle_read_manifest(install_prefix / CURRENT_LINK)
 
 
 def read_models_release(models_root: Path) -> dict[str, Any] | None:
@@ -443,14 +444,13 @@ def read_models_release(models_root: Path) -> dict[str, Any] | None:
     Raises OSError when the link's release has no readable ``instance_groups.json`` and
     ValueError when it is not JSON.
     """
-    current = models_root / "current"
-    if not current.is_symlink():
+    release_id = linked_release(models_root)
+    if release_id is None:
         return None
-    target = os.readlink(current)
     return {
-        "id": os.path.basename(target),
+        "id": release_id,
         "root": str(models_root),
-        "instance_groups": _read_json(current / "instance_groups.json"),
+        "instance_groups": _read_json(models_root / CURRENT_LINK / "instance_groups.json"),
     }
 
 

@@ -24,9 +24,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ansible.module_utils.triton_release_lifecycle import MANIFEST_NAME, ManifestError
+from ansible.module_utils.triton_release_lifecycle import read_manifest as lifecycle_read_manifest
 from ansible.module_utils.triton_runtime import RuntimeSectionError, plan_runtime
 
-MANIFEST_NAME = "manifest.json"
 # The server's own fallback search path for helpers (the python backend stub finds python3 on PATH).
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Triton's default --exit-timeout-secs; the service manager waits a little longer before SIGKILL.
@@ -47,19 +48,18 @@ def read_manifest(release_dir: Path) -> dict[str, Any]:
     """
     path = release_dir / MANIFEST_NAME
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
+        data = lifecycle_read_manifest(release_dir)
+    except ManifestError as err:
         raise ServiceConfigError(
-            f"No installed Triton release: cannot read {path} ({err.strerror}). "
-            "The service runs the release the triton_install role lays out, with its manifest.json written last. "
-            "Run the triton_install role first, or point triton_service_install_prefix at the install prefix."
-        ) from err
-    except ValueError as err:
-        raise ServiceConfigError(
-            f"The release manifest {path} is not valid JSON ({err}). "
-            "manifest.json is a JSON object written by triton_install. "
+            f"The release manifest {err}. manifest.json is a JSON object written by triton_install. "
             "Rerun the triton_install role to rewrite it."
         ) from err
+    if data is None:
+        raise ServiceConfigError(
+            f"No installed Triton release: {path} does not exist. "
+            "The service runs the release the triton_install role lays out, with its manifest.json written last. "
+            "Run the triton_install role first, or point triton_service_install_prefix at the install prefix."
+        )
     return check_manifest(data, str(path))
 
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.triton_install import elf_rpath
+from ansible.module_utils.triton_elf import elf_rpath
 from support.plans import base_host, make_plan
 from support.triton_dist import CACHE_DIR, CPU_PLAN, runtime_venv, server_argv, server_env, triton_release, wait_ready
 

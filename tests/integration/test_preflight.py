@@ -61,7 +61,7 @@ def test_preflight_plans_this_cpu_host(tmp_path, extra):
     assert "Plan: Triton 24.10 (2.51.0) by wheel, KIND_CPU, gpu_ids [], hide_gpus False" in proc.stdout
     assert "Build: CUDA 12.6.2, GPU build" in proc.stdout
     assert (
-        'Runtime: env {"CUDA_VISIBLE_DEVICES": ""}, server args --pinned-memory-pool-byte-size=0 '
+        "Runtime: env CUDA_VISIBLE_DEVICES=, server args --pinned-memory-pool-byte-size=0 "
         "--allow-gpu-metrics=false --enable-peer-access=false" in proc.stdout
     )
 

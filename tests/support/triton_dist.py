@@ -48,7 +48,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ansible.module_utils.triton_install import WHEEL_LIBS_DIR, WHEEL_SERVER_DIR, install_release
+from ansible.module_utils.triton_install import install_release
+from ansible.module_utils.triton_server_layout import WHEEL_LIBS_DIR, WHEEL_SERVER_DIR
 
 from support.plans import base_host, make_plan
 

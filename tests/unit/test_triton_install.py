@@ -1,5 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Pure logic of module_utils/triton_install.py: command lines, run specs, layout, releases."""
+"""The server install's pure logic: ELF, layouts, inspection, container spec, build.py argv, the install itself.
+
+One file for the modules of a server install (triton_install, triton_elf, triton_server_layout,
+triton_server_inspect, triton_container_spec, triton_source_build), sharing the plans and trees below.
+"""
 
 from __future__ import annotations
 
@@ -12,26 +16,18 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.triton_install import (
-    ChecksumError,
-    InstallError,
-    build_request,
-    check_release,
-    container_run_argv,
-    container_run_spec,
-    detect_server_version,
-    elf_needed,
-    elf_rpath,
+from ansible.module_utils.triton_container_spec import container_run_argv, container_run_spec
+from ansible.module_utils.triton_elf import elf_needed, elf_rpath, set_elf_rpath
+from ansible.module_utils.triton_install import build_request, install_release
+from ansible.module_utils.triton_install_errors import ChecksumError, InstallError
+from ansible.module_utils.triton_server_inspect import check_release, detect_server_version, inspect_release
+from ansible.module_utils.triton_server_layout import (
     find_install_root,
-    inspect_release,
-    install_release,
-    set_elf_rpath,
-    source_build_argv,
-    source_build_needed,
     stage_tarball_layout,
     stage_wheel_layout,
     verify_archive,
 )
+from ansible.module_utils.triton_source_build import source_build_argv, source_build_needed
 from support.plans import base_host, dgpu_host, gpu, jetson_host, make_plan, with_containers
 
 # ----------------------------------------------------------------------------- plans and hosts
@@ -446,7 +442,7 @@ def test_leftovers_are_removed_and_old_releases_pruned(tmp_path: Path) -> None:
     for n, version in enumerate(("2.47.0", "2.48.0", "2.49.0")):
         old = fake_tree(releases / version, version=version)
         (old / "manifest.json").write_text("{}")
-        os.utime(old / "manifest.json", (1000 + n, 1000 + n))
+        os.utime(old, (1000 + n, 1000 + n))  # a release's age is its directory's mtime
     (releases / ".staging-2.51.0-0bad").mkdir()
     (releases / "2.50.0").mkdir()  # no manifest: half installed
     result = install_release(request(prefix, fake_tree(tmp_path / "build"), keep_releases=2), check_mode=False)

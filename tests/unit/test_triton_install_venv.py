@@ -9,13 +9,9 @@ from pathlib import Path
 import pytest
 import triton_install_release
 from ansible.module_utils.testing import patch_module_args
-from ansible.module_utils.triton_install import (
-    InstallError,
-    build_request,
-    venv_holds,
-    wheel_request_paths,
-    wheel_venv_commands,
-)
+from ansible.module_utils.triton_install import build_request
+from ansible.module_utils.triton_install_errors import InstallError
+from ansible.module_utils.triton_wheel_venv import venv_holds, wheel_request_paths, wheel_venv_commands
 from support.plans import base_host, make_plan
 
 # A CPU host's plan for a CPU-only source build (tests/support/plans.py runs the real triton_compat).

@@ -18,7 +18,8 @@ from ansible.module_utils.triton_models_release import (
     check_overrides,
     model_names,
 )
-from ansible.module_utils.triton_release_tree import extract_archive, is_ignored, tree_digest, tree_files
+from ansible.module_utils.triton_release_lifecycle import is_ignored
+from ansible.module_utils.triton_release_tree import extract_archive, tree_files, tree_release_id
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "model_repository"
 GPU_MODEL = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "repos" / "gpu_model" / "add_gpu"
@@ -67,16 +68,16 @@ def test_tree_files_skip_server_caches_and_hidden_top_level(repo):
 
 
 def test_digest_ignores_caches_and_times_but_not_bytes_or_exec_bit(repo):
-    first = tree_digest(repo)
+    first = tree_release_id(repo)
     (repo / "scale" / "1" / "__pycache__").mkdir()
     (repo / "scale" / "1" / "__pycache__" / "model.pyc").write_bytes(b"cache")
     os.utime(repo / "scale" / "config.pbtxt", (1, 1))
-    assert tree_digest(repo) == first
+    assert tree_release_id(repo) == first
     (repo / "scale" / "1" / "model.py").chmod(0o755)
-    assert tree_digest(repo) != first
+    assert tree_release_id(repo) != first
     (repo / "scale" / "1" / "model.py").chmod(0o644)
     (repo / "scale" / "1" / "model.py").write_text("# changed\n")
-    assert tree_digest(repo) != first
+    assert tree_release_id(repo) != first
 
 
 @pytest.mark.parametrize(
@@ -106,7 +107,7 @@ def test_missing_repository_is_refused(tmp_path):
 def test_build_writes_a_release_named_by_its_content(repo, tmp_path):
     build = build_release(repo, tmp_path / "build", _render())
     assert build.created and build.path == tmp_path / "build" / build.release_id
-    assert tree_digest(build.path) == build.release_id
+    assert tree_release_id(build.path) == build.release_id
     assert build.models == ["add_sub", "scale"]
     groups = json.loads((build.path / "instance_groups.json").read_text())
     assert groups == build.instance_groups
@@ -184,7 +185,7 @@ def test_the_archive_unpacks_to_the_same_release(repo, tmp_path):
     unpacked = tmp_path / "host" / "staging"
     (tmp_path / "host").mkdir()
     extract_archive(build.archive, unpacked)
-    assert tree_digest(unpacked) == build.release_id
+    assert tree_release_id(unpacked) == build.release_id
     assert oct((unpacked / "add_sub" / "1" / "model.py").stat().st_mode & 0o777) == "0o644"
     assert oct((unpacked / "add_sub").stat().st_mode & 0o777) == "0o755"
     with tarfile.open(build.archive) as tar:

@@ -27,11 +27,10 @@ from ansible.module_utils.triton_models_switch import (
     promote_staging,
     read_api_key_headers,
     release_models,
-    releases_to_prune,
-    stale_staging,
     unpack_upload,
 )
-from ansible.module_utils.triton_release_tree import tree_digest, write_archive
+from ansible.module_utils.triton_release_lifecycle import leftovers, releases_to_prune
+from ansible.module_utils.triton_release_tree import tree_release_id, write_archive
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "model_repository"
 # Nothing listens here (the test port range's last port, never bound by these tests).
@@ -43,7 +42,7 @@ def _release(root: Path, name: str, models=("add_sub", "scale")) -> str:
     staging = root / "releases" / f".staging-{name}"
     for model in models:
         shutil.copytree(EXAMPLES / model, staging / model, ignore=shutil.ignore_patterns("__pycache__"))
-    release_id = tree_digest(staging)
+    release_id = tree_release_id(staging)
     staging.rename(root / "releases" / release_id)
     return release_id
 
@@ -66,7 +65,7 @@ def test_point_link_is_relative_and_replaces_atomically(root):
 def test_promote_renames_a_staging_copy_that_matches_its_id(root):
     staging = root / "releases" / ".staging-x"
     shutil.copytree(EXAMPLES / "scale", staging / "scale", ignore=shutil.ignore_patterns("__pycache__"))
-    release_id = tree_digest(staging)
+    release_id = tree_release_id(staging)
     assert promote_staging(root, release_id, staging) is True
     assert (root / "releases" / release_id / "scale" / "config.pbtxt").is_file()
     assert not staging.exists()
@@ -78,7 +77,7 @@ def test_promote_renames_a_staging_copy_that_matches_its_id(root):
 def test_promote_refuses_an_incomplete_copy(root):
     staging = root / "releases" / ".staging-x"
     shutil.copytree(EXAMPLES / "scale", staging / "scale", ignore=shutil.ignore_patterns("__pycache__"))
-    release_id = tree_digest(staging)
+    release_id = tree_release_id(staging)
     (staging / "scale" / "1" / "model.py").unlink()
     with pytest.raises(SwitchError, match=f"hashes to [0-9a-f]+, not to release {release_id}"):
         promote_staging(root, release_id, staging)
@@ -100,7 +99,7 @@ def test_prune_keeps_the_newest_and_protected_releases(root):
     assert releases_to_prune(root, 3, set()) == ["r1", "r2"]
     assert releases_to_prune(root, 3, {"r1"}) == ["r2"]
     assert releases_to_prune(root, 0, set()) == ["r1", "r2", "r3", "r4"]
-    assert [p.name for p in stale_staging(root)] == [".staging-zzz"]
+    assert [p.name for p in leftovers(root)] == [".staging-zzz"]
 
 
 def test_config_diffs_compare_with_the_current_release(root):
@@ -193,5 +192,5 @@ def test_an_uploaded_archive_becomes_the_release(root, tmp_path):
     assert unpack_upload(root, release_id, archive, staging) is True
     assert not archive.exists() and not (staging / "partial-from-an-interrupted-run").exists()
     assert promote_staging(root, release_id, staging) is True
-    assert tree_digest(root / "releases" / release_id) == release_id
+    assert tree_release_id(root / "releases" / release_id) == release_id
     assert unpack_upload(root, release_id, archive, staging) is False

@@ -24,16 +24,13 @@ from typing import Any
 
 import pytest
 import yaml
+from ansible.module_utils.triton_container_spec import container_run_argv, container_run_spec
 from ansible.module_utils.triton_device_check import check_devices
-from ansible.module_utils.triton_install import (
-    InstallError,
-    check_release,
-    container_run_argv,
-    container_run_spec,
-    source_build_argv,
-)
+from ansible.module_utils.triton_install_errors import InstallError
 from ansible.module_utils.triton_model_config import parse_config, validate
+from ansible.module_utils.triton_server_inspect import check_release
 from ansible.module_utils.triton_service import container_launch_argv, server_argv, server_env
+from ansible.module_utils.triton_source_build import source_build_argv
 from ansible.module_utils.triton_verify_host import device_environment
 from jinja2.nativetypes import NativeEnvironment
 from support.plans import with_containers

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ansible.module_utils.triton_install import container_run_argv, container_run_spec
+from ansible.module_utils.triton_container_spec import container_run_argv, container_run_spec
 from ansible.module_utils.triton_service import (
     SYSTEM_PATH,
     ServiceConfigError,
