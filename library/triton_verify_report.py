@@ -19,7 +19,7 @@ description:
     writes C(verify.json) and C(verify.md) into O(dest).
   - Every finding keeps its fix and the check that raised it; a check that did not run is an
     error finding, so a report never looks clean by omission.
-  - Run it on the controller (C(delegate_to: localhost)).
+  - "Run it on the controller (C(delegate_to: localhost))."
 version_added: "1.0.0"
 author: tritonfleet
 options:
