@@ -139,17 +139,54 @@ def cuda_family(matrix: dict[str, Any], cuda_version: str) -> dict[str, Any] | N
     return next((f for f in matrix["cuda_driver"]["families"] if f["cuda_major"] == major), None)
 
 
+def series_cuda_major(matrix: dict[str, Any], row: dict[str, Any]) -> tuple[int | None, str]:
+    """The CUDA major of a release whose exact CUDA version is not published, from the releases around it.
+
+    Returns ``(major, which releases say so)`` when the nearest releases before and after with a
+    published CUDA version share their major (a release between two CUDA 12 releases is CUDA 12),
+    else ``(None, why not)``.
+    """
+    rows = matrix["releases"]
+    at = next((i for i, r in enumerate(rows) if r["release"] == row["release"]), None)
+    if at is None:
+        return None, f"{row['release']} is not in the release table"
+    before = next((r for r in reversed(rows[:at]) if r["cuda_version"]), None)
+    after = next((r for r in rows[at + 1 :] if r["cuda_version"]), None)
+    if before is None or after is None:
+        return None, f"no release with a published CUDA version on both sides of {row['release']}"
+    majors = {version_tuple(r["cuda_version"])[0] for r in (before, after)}
+    around = f"{before['release']} CUDA {before['cuda_version']}, {after['release']} CUDA {after['cuda_version']}"
+    if len(majors) != 1:
+        return None, f"the releases around {row['release']} differ in CUDA major ({around})"
+    return majors.pop(), around
+
+
+def release_cuda_family(matrix: dict[str, Any], row: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The CUDA family of a release row and how it is known: its CUDA version, else its series."""
+    if row["cuda_version"]:
+        return cuda_family(matrix, row["cuda_version"]), f"CUDA {row['cuda_version']}"
+    major, around = series_cuda_major(matrix, row)
+    if major is None:
+        return None, around
+    family = next((f for f in matrix["cuda_driver"]["families"] if f["cuda_major"] == major), None)
+    return family, f"CUDA {major}.x by the releases around it ({around}); its exact CUDA version is not published"
+
+
 def required_driver(matrix: dict[str, Any], row: dict[str, Any]) -> tuple[str | None, str]:
     """Minimum driver for a release row and the basis of that number.
 
-    Derived from the CUDA version (toolkit table, else family minimum); the release-note text
-    is used only when the CUDA version is unverified. Returns ``(None, why)`` when unknown.
+    Derived from the CUDA version (toolkit table, else family minimum). When the release's CUDA
+    version is not published, the release-note driver text when there is one, else the minimum
+    of its CUDA major family known from the release series. Returns ``(None, why)`` when unknown.
     """
     cuda = row["cuda_version"]
     if cuda is None:
         if row["release_note_driver"]:
-            return row["release_note_driver"], f"release notes of {row['release']} (CUDA version unverified)"
-        return None, f"CUDA version of {row['release']} is unverified in the matrix"
+            return row["release_note_driver"], f"release notes of {row['release']} (CUDA version not published)"
+        family, basis = release_cuda_family(matrix, row)
+        if family:
+            return family["min_driver"], f"CUDA {family['cuda_major']}.x minor-version compatibility: {basis}"
+        return None, f"the CUDA version of {row['release']} is not published and {basis}"
     exact = toolkit_min_driver(matrix, cuda)
     if exact:
         return exact, f"CUDA {cuda} full support"
@@ -173,8 +210,7 @@ def driver_supports(matrix: dict[str, Any], row: dict[str, Any], driver: str, da
     required, _basis = required_driver(matrix, row)
     if required is None or version_at_least(driver, required):
         return "full"
-    cuda = row["cuda_version"]
-    family = cuda_family(matrix, cuda) if cuda else None
+    family, _how = release_cuda_family(matrix, row)
     if family and version_at_least(driver, family["min_driver"]):
         return "minor"
     if datacenter and family and family["forward_compat_verified"]:
@@ -198,21 +234,33 @@ def _os_label(host: dict[str, Any]) -> str:
     return info.get("pretty_name") or f"{info.get('id')} {info.get('version_id')}"
 
 
-def _check_glibc(host: dict[str, Any], needed: str, what: str, newest_ok: str, notes: list[str]) -> None:
-    """Fail when a native build needs a newer glibc than the host has (loader: "GLIBC_x not found")."""
+def _check_glibc(host: dict[str, Any], needed: str, what: str, basis: str, newest_ok: str, notes: list[str]) -> None:
+    """Fail when a native build needs a newer glibc than the host has.
+
+    ``basis`` says where ``needed`` comes from (a wheel's manylinux tag, or a build's base
+    image: NVIDIA publishes no glibc floor for its builds, so that one is inferred).
+    """
     glibc = _glibc_of(host)
     if glibc is None:
         notes.append(f"host glibc unknown (triton_host.os.glibc_version): {what} needs glibc >= {needed}, not checked")
         return
     if not version_at_least(glibc, needed):
         raise CompatError(
-            f"{what} needs glibc {needed} but the host has glibc {glibc}: the server would fail to start with "
-            f"'GLIBC_{needed} not found'-style loader errors (server issue #8367)",
+            f"{what} needs glibc {needed} but the host has glibc {glibc}: the dynamic loader refuses to start it "
+            f'with "version `GLIBC_2.xx\' not found" (server issue #8367 reports "GLIBC_2.36 not found" for the '
+            "Ubuntu 24.04-based igpu builds on JetPack 6)",
             f"glibc {glibc} on {_os_label(host)} (triton_host.os.glibc_version)",
-            f"native installs need host glibc >= the build's base Ubuntu glibc; {newest_ok}",
+            f"native installs need a host glibc at least as new as the build's; {basis}; {newest_ok}",
             "pick that release in triton_release, or use triton_install_method: container (the image brings "
             "its own glibc) or source",
         )
+
+
+def _inferred_glibc(row: dict[str, Any]) -> str:
+    return (
+        f"glibc {row['glibc']} is inferred from the build's base image (Ubuntu {row['ubuntu']} ships glibc "
+        f"{row['glibc']}); NVIDIA publishes no glibc floor"
+    )
 
 
 def _newest_for_glibc(rows: list[dict[str, Any]], glibc: str | None) -> str:
@@ -223,7 +271,10 @@ def _newest_for_glibc(rows: list[dict[str, Any]], glibc: str | None) -> str:
     return f"the newest release built for glibc <= {glibc} is {row['release']} ({row['server_version']})"
 
 
-def _check_wheel(matrix: dict[str, Any], host: dict[str, Any], row: dict[str, Any], notes: list[str]) -> None:
+def _check_wheel(
+    matrix: dict[str, Any], host: dict[str, Any], row: dict[str, Any], notes: list[str], igpu: bool = False
+) -> None:
+    """Refuse the wheel where it cannot serve: another release, another arch, an iGPU, an older glibc."""
     wheel = matrix["wheel"]
     bundle = f"{wheel['package']} {wheel['version']} bundles only Triton {wheel['server_version']} ({wheel['release']})"
     if row["server_version"] != wheel["server_version"]:
@@ -240,10 +291,20 @@ def _check_wheel(matrix: dict[str, Any], host: dict[str, Any], row: dict[str, An
             f"{bundle} for {', '.join(wheel['arches'])} only",
             "use triton_install_method: tarball or container (Jetson: tarball), or source",
         )
+    if igpu:
+        raise CompatError(
+            "install method wheel cannot drive the Jetson iGPU",
+            f"a Jetson host, arch {host.get('arch')}, JetPack {host.get('jetpack_version')} (triton_host)",
+            f"{bundle}; its {host.get('arch')} wheel is {wheel['aarch64_build']}, not the igpu build that drives "
+            "Jetson's integrated GPU on JetPack 6",
+            "use triton_install_method: tarball (the igpu tarball) or container (the -igpu image)",
+        )
+    tag = f"manylinux_{wheel['min_glibc'].replace('.', '_')}"
     _check_glibc(
         host,
         wheel["min_glibc"],
-        f"the {wheel['package']} wheel (manylinux_{wheel['min_glibc'].replace('.', '_')})",
+        f"the {wheel['package']} wheel ({tag})",
+        f"glibc {wheel['min_glibc']} is the wheel's {tag} tag",
         "no other release ships as a wheel",
         notes,
     )
@@ -271,6 +332,7 @@ def _standard_target(
             host,
             row["glibc"],
             f"the Triton {row['release']} build (Ubuntu {row['ubuntu']})",
+            _inferred_glibc(row),
             _newest_for_glibc(matrix["releases"], _glibc_of(host)),
             notes,
         )
@@ -428,7 +490,7 @@ def _jetson_igpu_target(
     newest_native = f"{native[-1]['release']} ({native[-1]['server_version']})"
     in_range = not row["jetson_only"] and _in_range(row["release"], first, last)
     if method == "wheel":
-        _check_wheel(matrix, host, row, notes)
+        _check_wheel(matrix, host, row, notes, igpu=True)
     if not in_range and method in ("tarball", "container"):
         raise _jetson_no_build(
             row,
@@ -445,6 +507,7 @@ def _jetson_igpu_target(
             host,
             row["glibc"],
             f"the Triton {row['server_version']} igpu tarball (built on Ubuntu {row['ubuntu']})",
+            _inferred_glibc(row),
             f"igpu tarballs up to {newest_native} are built on Ubuntu {group['ubuntu']}",
             notes,
         )
@@ -757,6 +820,10 @@ def _check_driver(
     if required is None:
         notes.append(f"driver requirement not checked: {basis}")
         return
+    if row["cuda_version"] is None:
+        notes.append(
+            f"the CUDA version of {row['release']} is not published: the driver must be >= {required} ({basis})"
+        )
     if driver is None:
         notes.append(f"driver version unknown (triton_host.driver_version): needs >= {required}, not checked")
         return
@@ -775,8 +842,8 @@ def _check_driver(
         )
     if how:
         return
-    cuda = row["cuda_version"] or "unverified"
-    family = cuda_family(matrix, row["cuda_version"]) if row["cuda_version"] else None
+    cuda = row["cuda_version"] or "not published"
+    family, _how = release_cuda_family(matrix, row)
     if family is None:
         forward = "none"
     elif family["forward_compat_verified"]:
@@ -810,7 +877,7 @@ def _check_driver(
         f"driver >= {required} ({basis})"
         + (
             f", >= {family['min_driver']} with CUDA {family['cuda_major']}.x minor-version compatibility"
-            if family
+            if family and family["min_driver"] != required
             else ""
         )
         + f"; forward compatibility: {forward}",

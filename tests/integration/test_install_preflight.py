@@ -46,7 +46,7 @@ def run_preflight(tmp_path: Path, extra: dict) -> subprocess.CompletedProcess:
     [
         (
             {"triton_install_method": "wheel", "triton_install_plan": JETSON_PLAN},
-            ["cannot install on arch aarch64", "manylinux x86_64 only", "Use triton_install_method=tarball"],
+            ["cannot serve this host: platform jetson", "Arm server (SBSA) build", "Use triton_install_method=tarball"],
         ),
         (
             {

@@ -92,7 +92,12 @@ def test_toolkit_min_driver(matrix, cuda, expected):
         ("25.01", "570.26", "CUDA 12.8.0.038"),
         ("25.08", "580.65.06", "CUDA 13.0.0.044"),
         ("24.03", "545", "release notes of 24.03"),
-        ("23.01", None, "unverified"),
+        # CUDA not published: the family of the releases around it (24.08 and 24.10 are CUDA 12.6).
+        ("24.09", "525", "CUDA 12.x by the releases around it (24.08 CUDA 12.6, 24.10 CUDA 12.6.2)"),
+        ("25.11", "580", "CUDA 13.x by the releases around it (25.10 CUDA 13.0.2.006, 26.08 CUDA 13.4.1)"),
+        # The series cannot tell: 22.12 was CUDA 11.8 (rel-22-12), 23.03 is 12.1; 25.06 is 12.9, 25.08 13.0.
+        ("23.01", None, "no release with a published CUDA version on both sides of 23.01"),
+        ("25.07", None, "differ in CUDA major (25.06 CUDA 12.9.1.010, 25.08 CUDA 13.0.0.044)"),
     ],
 )
 def test_required_driver_comes_from_cuda(matrix, release, expected, basis):
@@ -501,11 +506,30 @@ def test_forward_compat_on_datacenter_gpu_notes_the_compat_package(matrix):
     assert any("host's cuda-compat package" in note for note in wheel["notes"])
 
 
-def test_unverified_cuda_skips_the_driver_check_with_a_note(matrix):
-    host = with_containers(dgpu_host([gpu(0, "NVIDIA L4", "8.9")], driver="400.1"))
+def test_unpublished_cuda_applies_the_family_minimum_and_says_so(matrix):
+    host = with_containers(dgpu_host([gpu(0, "NVIDIA L4", "8.9")], driver="530.30.02"))
     result = plan(matrix, host, "24.09", "container")
+    assert result["min_driver_version"] == "525"
+    assert any("CUDA version of 24.09 is not published: the driver must be >= 525" in note for note in result["notes"])
+
+
+def test_unpublished_cuda_refuses_a_driver_below_the_family(matrix):
+    host = with_containers(dgpu_host([gpu(0, "NVIDIA GeForce RTX 3090", "8.6")], driver="470.256.02"))
+    err = raises(matrix, host, "25.09", "container")
+    assert_four_parts(
+        err,
+        ["NVIDIA driver 470.256.02 is too old for Triton 25.09", "CUDA not published"],
+        ["470.256.02", "RTX 3090"],
+        ["driver >= 580", "CUDA 13.x by the releases around it"],
+        ["upgrade the driver to >= 580"],
+    )
+
+
+def test_a_release_the_series_cannot_place_skips_the_driver_check_with_a_note(matrix):
+    host = with_containers(dgpu_host([gpu(0, "NVIDIA L4", "8.9")], driver="400.1"))
+    result = plan(matrix, host, "23.01", "container")
     assert result["min_driver_version"] is None
-    assert any("not checked" in note and "24.09" in note for note in result["notes"])
+    assert any("not checked" in note and "23.01" in note for note in result["notes"])
 
 
 def test_jetson_igpu_tarball_with_unverified_name_says_so(matrix):
@@ -725,11 +749,17 @@ def test_error_igpu_build_glibc_missing_on_jetpack6(matrix):
     err = raises(matrix, jetson_host("orin-jp6"), "24.11", "tarball")
     assert_four_parts(
         err,
-        ["2.52.0 igpu tarball", "Ubuntu 24.04", "needs glibc 2.39", "has glibc 2.35", "GLIBC_", "#8367"],
+        ["2.52.0 igpu tarball", "Ubuntu 24.04", "needs glibc 2.39", "has glibc 2.35", "#8367"],
         ["glibc 2.35 on Ubuntu 22.04", "triton_host.os.glibc_version"],
-        ["up to 24.10 (2.51.0) are built on Ubuntu 22.04"],
+        ["up to 24.10 (2.51.0) are built on Ubuntu 22.04", "inferred from the build's base image (Ubuntu 24.04"],
         ["triton_install_method: container"],
     )
+
+
+def test_glibc_refusal_quotes_the_loaders_words(matrix):
+    err = raises(matrix, jetson_host("orin-jp6"), "24.11", "tarball")
+    assert "version `GLIBC_2.xx' not found" in err.wrong and '"GLIBC_2.36 not found"' in err.wrong
+    assert "NVIDIA publishes no glibc floor" in err.supported
 
 
 def test_error_igpu_release_outside_jetson_range(matrix):
@@ -794,10 +824,27 @@ def test_error_wheel_other_release(matrix):
     )
 
 
-@pytest.mark.parametrize("host_fn", [lambda: base_host(arch="aarch64"), lambda: jetson_host("orin-jp6")])
-def test_error_wheel_wrong_arch(matrix, host_fn):
-    err = raises(matrix, host_fn(), "24.10", "wheel")
-    assert_four_parts(err, ["not available on aarch64"], ["arch aarch64"], ["x86_64 only"], ["tarball or container"])
+def test_error_wheel_wrong_arch(matrix):
+    err = raises(matrix, base_host(arch="ppc64le"), "24.10", "wheel")
+    assert_four_parts(
+        err, ["not available on ppc64le"], ["arch ppc64le"], ["x86_64, aarch64 only"], ["tarball or container"]
+    )
+
+
+def test_the_aarch64_wheel_serves_an_arm_server(matrix):
+    result = plan(matrix, base_host(arch="aarch64"), "24.10", "wheel")
+    assert (result["install_method"], result["arch"], result["server_version"]) == ("wheel", "aarch64", "2.51.0")
+
+
+def test_error_wheel_on_jetson_names_the_build_it_carries(matrix):
+    err = raises(matrix, jetson_host("orin-jp6"), "24.10", "wheel")
+    assert_four_parts(
+        err,
+        ["install method wheel cannot drive the Jetson iGPU"],
+        ["a Jetson host, arch aarch64, JetPack 6.2"],
+        ["aarch64 wheel is the Arm server (SBSA) build", "DCGM 3.2.6", "not the igpu build"],
+        ["tarball (the igpu tarball) or container (the -igpu image)"],
+    )
 
 
 def test_error_wheel_needs_newer_glibc(matrix):
