@@ -5,12 +5,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.triton_install import require_plan
 from ansible.module_utils.triton_install_errors import InstallError
-from ansible.module_utils.triton_source_build import source_build_argv, source_build_needed
+from ansible.module_utils.triton_source_build import (
+    interpreter_error,
+    interpreter_probe,
+    source_build_argv,
+    source_build_needed,
+)
 
 DOCUMENTATION = r"""
 module: triton_install_source_build
@@ -56,13 +62,17 @@ options:
     elements: str
     default: [ensemble, python]
   python:
-    description: Interpreter that runs build.py.
+    description:
+      - Interpreter that runs build.py; it must import what the release's build.py imports (C(distro) and
+        C(requests) from 24.09 on), which the module checks before running it.
     type: str
     default: python3
 attributes:
   check_mode:
     support: full
-    description: Runs build.py with --dryrun (writes only build scripts under build_dir), never builds.
+    description:
+      - Runs build.py with --dryrun (writes only build scripts under build_dir), never builds; runs nothing where
+        the checkout or the interpreter is still to be made, or the release's build.py has no --dryrun.
   diff_mode:
     support: none
   facts:
@@ -119,10 +129,17 @@ def main() -> None:
     except InstallError as exc:
         module.fail_json(msg=str(exc))
     result = {"argv": argv, "install_dir": install_dir, "built": False, "changed": needed}
-    # In check mode an earlier skipped clone leaves no build.py: report the change, run nothing.
-    if not needed or (module.check_mode and not os.path.isfile(argv[1])):
+    # In check mode an earlier skipped clone or venv leaves no build.py or interpreter: report, run nothing.
+    runnable = os.path.isfile(argv[1]) and shutil.which(argv[0]) is not None and "--dryrun" in argv
+    if not needed or (module.check_mode and not runnable):
         module.exit_json(**result)
-    rc, out, err = module.run_command(argv, cwd=p["checkout"], environ_update={"LANGUAGE": "C", "LC_ALL": "C"})
+    environ = {"LANGUAGE": "C", "LC_ALL": "C"}
+    probe = interpreter_probe(argv[0], str(plan["release"]))
+    if probe:
+        rc, _out, err = module.run_command(probe, environ_update=environ)
+        if rc != 0:
+            module.fail_json(msg=str(interpreter_error(argv[0], str(plan["release"]), err)), cmd=probe)
+    rc, out, err = module.run_command(argv, cwd=p["checkout"], environ_update=environ)
     if rc != 0:
         module.fail_json(
             msg=f"build.py failed with exit code {rc} in {p['checkout']} (build dir {p['build_dir']}). "

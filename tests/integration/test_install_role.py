@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -24,7 +23,17 @@ from pathlib import Path
 import pytest
 from ansible.module_utils.triton_elf import elf_rpath
 from support.plans import base_host, make_plan
-from support.triton_dist import CACHE_DIR, CPU_PLAN, runtime_venv, server_argv, server_env, triton_release, wait_ready
+from support.server_checkout import fake_server_checkout
+from support.triton_dist import (
+    CACHE_DIR,
+    CPU_PLAN,
+    build_py_venv,
+    runtime_venv,
+    server_argv,
+    server_env,
+    triton_release,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -290,15 +299,7 @@ def test_missing_tarball_fails_clearly_and_keeps_the_previous_release(wheel_pref
 @pytest.fixture
 def server_repo(tmp_path: Path) -> Path:
     """A local git repository shaped like a server checkout on branch r24.10, with the fake build.py."""
-    repo = tmp_path / "server-repo"
-    repo.mkdir()
-    shutil.copy2(REPO_ROOT / "tests" / "fakes" / "build.py", repo / "build.py")
-    (repo / "TRITON_VERSION").write_text(f"{VERSION}\n")
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
-    subprocess.run([*git, "init", "-q", "-b", "r24.10"], check=True)
-    subprocess.run([*git, "add", "."], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "fake server checkout"], check=True)
-    return repo
+    return fake_server_checkout(tmp_path / "server-repo", "24.10", VERSION)
 
 
 def calls(build_dir: Path) -> list[dict]:
@@ -309,9 +310,12 @@ def calls(build_dir: Path) -> list[dict]:
 def source_vars(prefix: Path, repo: Path, **more: object) -> dict:
     return base_vars(
         prefix,
+        triton_install_plan=make_plan(base_host(), "24.10", "source"),
         triton_install_method="source",
         triton_install_source_repo=str(repo),
         triton_install_source_backends=["ensemble", "python"],
+        # build.py's venv (distro, requests), made once per machine (the role's pip task finds it complete).
+        triton_install_source_build_venv_dir=str(build_py_venv()),
         **more,
     )
 
@@ -326,7 +330,9 @@ def test_source_method_builds_with_build_py_and_installs(tmp_path: Path, server_
     argv = call["argv"]
     assert "--no-container-build" in argv and f"--build-dir={build_dir}" in argv
     assert "--backend=ensemble:r24.10" in argv and "--backend=python:r24.10" in argv
-    assert not [a for a in argv if a.startswith(("--enable-gpu", "--target-platform", "--dryrun"))]
+    assert "--target-platform=linux" in argv  # never build.py's guess: Debian would be taken for RHEL
+    assert argv[0] == str(build_py_venv() / "bin" / "python")
+    assert not [a for a in argv if a.startswith(("--enable-gpu", "--dryrun"))]
     commit = subprocess.run(
         ["git", "-C", str(server_repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -366,7 +372,8 @@ def test_container_method_writes_the_run_spec_and_manifest(tmp_path: Path) -> No
     assert (data["method"], data["container_spec"]) == ("container", "container.json")
     spec = json.loads((prefix / "current" / "container.json").read_text())
     assert spec["engine"] == "podman" and spec["image"] == "nvcr.io/nvidia/tritonserver:24.10-py3"
-    assert spec["gpu"]["mode"] == "none" and spec["env"] == {}
+    assert spec["devices"] == [] and spec["env"] == {"CUDA_VISIBLE_DEVICES": "", "NVIDIA_VISIBLE_DEVICES": "void"}
+    assert spec["argv"][-1] == spec["image"]  # the service appends the server's command line
     assert {(p["address"], p["port"]) for p in spec["ports"]} == {("127.0.0.1", 8000), ("127.0.0.1", 8001),
                                                                   ("127.0.0.1", 8002)}  # fmt: skip
     again = run_role(tmp_path, extra)

@@ -11,6 +11,8 @@ Functions (all cached under ``tests/.work/cache/``, safe to call from parallel p
 ``runtime_venv() -> Path``
     A venv made from ``/usr/bin/python3`` (the python backend stub links the system
     libpython3.11) with ``numpy<2``; its ``bin/`` is the release's ``python_bin_dir``.
+``build_py_venv() -> Path``
+    A venv made from ``/usr/bin/python3`` with what build.py imports (``distro``, ``requests``).
 ``triton_release(dest: Path) -> Path``
     Installs the release under the prefix ``dest`` with the role's own code
     (``module_utils.triton_install.install_release``, method ``wheel``): returns
@@ -48,6 +50,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
 from ansible.module_utils.triton_install import install_release
 from ansible.module_utils.triton_server_layout import WHEEL_LIBS_DIR, WHEEL_SERVER_DIR
 
@@ -130,6 +133,21 @@ def runtime_venv() -> Path:
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "numpy<2"], check=True)
+        (venv / ".complete").touch()
+        return venv
+
+
+def build_py_venv() -> Path:
+    """Return a cached venv from /usr/bin/python3 with the role's pins of what build.py imports."""
+    venv = CACHE_DIR / f"build-py-venv-py{_python_minor(SYSTEM_PYTHON)}"
+    with cache_lock("build-py-venv"):
+        if (venv / ".complete").exists():
+            return venv
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv)], check=True)
+        defaults = yaml.safe_load((REPO_ROOT / "roles" / "triton_install" / "defaults" / "main.yml").read_text())
+        packages = defaults["triton_install_source_build_packages"]
+        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", *packages], check=True)
         (venv / ".complete").touch()
         return venv
 

@@ -11,11 +11,11 @@ import hashlib
 import io
 import json
 import os
-import struct
 import tarfile
 from pathlib import Path
 
 import pytest
+from ansible.module_utils.triton_build_py import FLAG_SETS, RELEASES
 from ansible.module_utils.triton_container_spec import container_run_argv, container_run_spec
 from ansible.module_utils.triton_elf import elf_needed, elf_rpath, set_elf_rpath
 from ansible.module_utils.triton_install import build_request, install_release
@@ -28,6 +28,7 @@ from ansible.module_utils.triton_server_layout import (
     verify_archive,
 )
 from ansible.module_utils.triton_source_build import source_build_argv, source_build_needed
+from fakes.minimal_elf import write_elf
 from support.plans import base_host, dgpu_host, gpu, jetson_host, make_plan, with_containers
 
 # ----------------------------------------------------------------------------- plans and hosts
@@ -191,8 +192,9 @@ def build_options(**more: object) -> dict:
 
 def test_build_argv_cpu_has_no_gpu_flags() -> None:
     argv = source_build_argv(CPU_SOURCE_PLAN, CPU_HOST, build_options(backends=["onnxruntime", "python", "fil"]))
-    assert argv[:4] == ["/usr/bin/python3", "/src/server/build.py", "--no-container-build", "--build-dir=/b"]
-    assert not [a for a in argv if a.startswith(("--enable-gpu", "--target-platform", "--min-compute", "--dryrun"))]
+    assert argv[:5] == ["/usr/bin/python3", "/src/server/build.py", "--no-container-build", "--build-dir=/b",
+                        "--target-platform=linux"]  # fmt: skip
+    assert not [a for a in argv if a.startswith(("--enable-gpu", "--min-compute", "--dryrun"))]
     assert argv[-3:] == ["--backend=onnxruntime:r24.10", "--backend=python:r24.10", "--backend=fil:r24.10"]
     assert "--repo-tag=core:r24.10" in argv
 
@@ -205,7 +207,7 @@ def test_build_argv_cpu_refuses_gpu_only_backends() -> None:
 def test_build_argv_dgpu_enables_gpu_and_metrics() -> None:
     argv = source_build_argv(DGPU_SOURCE_PLAN, DGPU_HOST, build_options(backends=["tensorrt"]))
     assert {"--enable-gpu", "--enable-gpu-metrics", "--min-compute-capability=6.0"} <= set(argv)
-    assert "--backend=tensorrt:r24.10" in argv and "--target-platform=igpu" not in argv
+    assert "--backend=tensorrt:r24.10" in argv and "--target-platform=linux" in argv
 
 
 def test_build_argv_dgpu_with_cpu_plan_builds_cpu_only() -> None:
@@ -213,16 +215,18 @@ def test_build_argv_dgpu_with_cpu_plan_builds_cpu_only() -> None:
     assert not [a for a in argv if a.startswith("--enable-gpu")]
 
 
-def test_build_argv_jetson_nano_targets_igpu_with_the_board_capability() -> None:
-    argv = source_build_argv(NANO_SOURCE_PLAN, NANO_HOST, build_options())
-    assert {"--enable-gpu", "--target-platform=igpu", "--min-compute-capability=5.3"} <= set(argv)
+def test_build_argv_jetson_nano_names_the_jetpack_target_of_its_build_py() -> None:
+    # build.py of 22.02 (JetPack 4) calls the Jetson target "jetpack" and has no --enable-cpu-metrics or --dryrun.
+    argv = source_build_argv(NANO_SOURCE_PLAN, NANO_HOST, build_options(dryrun=True))
+    assert {"--enable-gpu", "--target-platform=jetpack", "--min-compute-capability=5.3"} <= set(argv)
     assert "--enable-gpu-metrics" not in argv  # no DCGM on Jetson
+    assert "--enable-cpu-metrics" not in argv and "--dryrun" not in argv
     assert "--backend=python:r22.02" in argv
 
 
-def test_build_argv_jetson_jp5_targets_igpu() -> None:
+def test_build_argv_jetson_jp5_targets_jetpack() -> None:
     argv = source_build_argv(JP5_SOURCE_PLAN, JP5_HOST, build_options())
-    assert {"--enable-gpu", "--target-platform=igpu", "--min-compute-capability=6.0"} <= set(argv)
+    assert {"--enable-gpu", "--target-platform=jetpack", "--min-compute-capability=6.0"} <= set(argv)
     assert "--backend=python:r23.06" in argv
 
 
@@ -230,10 +234,30 @@ def test_build_argv_jetson_jp6_targets_igpu() -> None:
     assert "--target-platform=igpu" in source_build_argv(JP6_SOURCE_PLAN, JP6_HOST, build_options())
 
 
-def test_build_argv_jetson_jp7_sbsa_uses_the_default_target() -> None:
+def test_build_argv_jetson_jp7_sbsa_targets_linux() -> None:
     argv = source_build_argv(JP7_SOURCE_PLAN, JP7_HOST, build_options())
-    assert not [a for a in argv if a.startswith("--target-platform")]
+    assert "--target-platform=linux" in argv
     assert "--min-compute-capability=7.5" in argv
+
+
+@pytest.mark.parametrize("release", sorted(RELEASES))
+@pytest.mark.parametrize("gpu_plan", [False, True], ids=["cpu", "gpu"])
+def test_build_argv_of_every_release_uses_only_its_build_py_flags(release: str, gpu_plan: bool) -> None:
+    plan = make_plan(
+        DGPU_HOST if gpu_plan else base_host(), "24.10", "source", enable_gpu="auto" if gpu_plan else "false"
+    )
+    plan = dict(plan, release=release)
+    argv = source_build_argv(plan, CPU_HOST, build_options(dryrun=True))
+    defined = set(FLAG_SETS[RELEASES[release]["flags"]])
+    assert {flag.split("=", 1)[0] for flag in argv[2:]} <= defined
+    assert ("--dryrun" in argv) is ("--dryrun" in defined)
+
+
+def test_build_argv_refuses_a_release_without_a_build_py_record() -> None:
+    with pytest.raises(
+        InstallError, match=r"no record of what build.py of release 22.12 accepts.*tools/build_py_flags"
+    ):
+        source_build_argv(dict(CPU_SOURCE_PLAN, release="22.12"), CPU_HOST, build_options())
 
 
 def test_build_argv_dryrun_is_last() -> None:
@@ -244,21 +268,8 @@ def test_build_argv_dryrun_is_last() -> None:
 
 
 def make_elf(path: Path, needed: str = "libfoo.so", rpath: str = "$ORIGIN/../../../../nvidia_pytriton.libs") -> Path:
-    """Write a minimal ELF64-LE shared object: one PT_LOAD, a PT_DYNAMIC with NEEDED, STRTAB, RPATH."""
-    strtab = b"\x00" + needed.encode() + b"\x00" + rpath.encode() + b"\x00"
-    dyn = struct.pack("<qQqQqQqQ", 1, 1, 5, 0x100, 15, 2 + len(needed), 0, 0)
-    size = 0x200 + len(dyn)
-    header = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
-    header += struct.pack("<HHIQQQIHHHHHH", 3, 62, 1, 0, 64, 0, 0, 64, 56, 2, 64, 0, 0)
-    phdrs = struct.pack("<IIQQQQQQ", 1, 4, 0, 0, 0, size, size, 0x1000)
-    phdrs += struct.pack("<IIQQQQQQ", 2, 4, 0x200, 0x200, 0x200, len(dyn), len(dyn), 8)
-    image = bytearray(size)
-    image[: len(header)] = header
-    image[64 : 64 + len(phdrs)] = phdrs
-    image[0x100 : 0x100 + len(strtab)] = strtab
-    image[0x200:] = dyn
-    path.write_bytes(bytes(image))
-    return path
+    """A minimal ELF64-LE shared object needing ``needed``, with an RPATH (tests/fakes/minimal_elf.py)."""
+    return write_elf(path, [needed], rpath)
 
 
 def test_elf_rpath_rewrite_in_place(tmp_path: Path) -> None:

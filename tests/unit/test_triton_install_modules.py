@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import triton_install_source_build
 import yaml
 from ansible.module_utils.testing import patch_module_args
 from support.plans import base_host, make_plan
+from support.server_checkout import fake_server_checkout
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # A CPU host's plan for a CPU-only source build (tests/support/plans.py runs the real triton_compat).
@@ -74,9 +76,7 @@ def test_release_main_bad_checksum_fails_and_drops_the_cached_download(tmp_path:
 
 
 def test_source_build_main_check_mode_runs_the_dryrun(tmp_path: Path, capsys) -> None:
-    checkout = tmp_path / "server"
-    checkout.mkdir()
-    shutil.copy2(REPO_ROOT / "tests" / "fakes" / "build.py", checkout / "build.py")
+    checkout = fake_server_checkout(tmp_path / "server")
     args = {"prefix": str(tmp_path / "p"), "plan": PLAN, "checkout": str(checkout), "build_dir": str(tmp_path / "b"),
             "source": "repo@1", "python": "python3"}  # fmt: skip
     result = _run(capsys, triton_install_source_build, args, check_mode=True)
@@ -96,6 +96,20 @@ def test_source_build_main_reports_a_failed_build(tmp_path: Path, capsys) -> Non
     result = _run(capsys, triton_install_source_build, args)
     assert result["failed"] is True and result["rc"] == 2
     assert "build.py failed with exit code 2" in result["msg"] and "no compiler" in result["stderr"]
+
+
+def test_source_build_main_refuses_an_interpreter_without_build_pys_modules(tmp_path: Path, capsys) -> None:
+    checkout = fake_server_checkout(tmp_path / "server")
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    args = {"prefix": str(tmp_path / "p"), "plan": PLAN, "checkout": str(checkout), "build_dir": str(tmp_path / "b"),
+            "source": "repo@1", "python": str(bare / "bin" / "python")}  # fmt: skip
+    result = _run(capsys, triton_install_source_build, args)
+    assert result["failed"] is True
+    assert "build.py of release 24.10 imports distro, requests, which the interpreter" in result["msg"]
+    assert "ModuleNotFoundError: No module named 'distro'" in result["msg"]
+    assert "triton_install_source_build_packages" in result["msg"]
+    assert not (tmp_path / "b").exists()
 
 
 def test_role_defaults_match_argument_specs() -> None:
