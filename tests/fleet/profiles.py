@@ -43,7 +43,7 @@ _JP6_TAIL = (
     "TARGET_USERSPACE_LIB_DIR=nvidia\n"
     "TARGET_USERSPACE_LIB_DIR_PATH=usr/lib/aarch64-linux-gnu/nvidia\n"
 )
-# Nodes libcuda opens on nvgpu JetPacks (triton-facts.md 7.6), a subset of the r36 set.
+# Nodes libcuda opens on nvgpu JetPacks (docs/triton-facts.md, "Jetson"), a subset of the r36 set.
 _JP6_NODES = (
     "/dev/nvhost-ctrl-gpu",
     "/dev/nvhost-gpu",
@@ -57,8 +57,8 @@ _JP6_NODES = (
 _JP5_NODES = ("/dev/nvhost-ctrl", "/dev/nvhost-ctrl-gpu", "/dev/nvhost-prof-gpu", "/dev/nvhost-gpu", "/dev/nvmap")
 
 # Release lines: 36.4.3 as given in issue 5; 36.4.0 and 35.4.1 as captured on real boards
-# (public captures quoted in triton-facts.md 7.1 and device-vendor docs). Device-tree strings
-# follow triton-facts.md 7.2; the Xavier NX model text is not verified there. dpkg build
+# (public captures quoted by jetson-containers' l4t_version.py and device-vendor docs). Device-tree strings
+# follow mainline Linux arch/arm64/boot/dts/nvidia/*.dts; the Xavier NX model text is not verified there. dpkg build
 # stamps are illustrative: parsers keep only the part before "-".
 JETSON_BOARDS: dict[str, JetsonBoard] = {
     "agx-orin-jp62": JetsonBoard(
@@ -90,7 +90,7 @@ JETSON_BOARDS: dict[str, JetsonBoard] = {
     ),
 }
 
-# x86 dGPU nodes (triton-facts.md 7.6); nvidia<N> is added per GPU.
+# x86 dGPU nodes (docs/triton-facts.md, "Jetson"); nvidia<N> is added per GPU.
 DGPU_GLOBAL_NODES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
 
 PROFILES = ("cpu", "jetson", "dgpu")

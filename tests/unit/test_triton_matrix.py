@@ -34,7 +34,10 @@ EXPECTED_RELEASES = months((23, 1), (26, 8))
 
 
 def expected_server_version(release: str) -> str:
-    """triton-facts.md §1.1: 2.NN.0, NN = 30 for 23.01 +1 a month; 25.07 is 2.59.1, so NN lags by one after it."""
+    """docs/triton-facts.md, "Releases and versions".
+
+    2.NN.0, NN = 30 for 23.01 +1 a month; 25.07 is 2.59.1, so NN lags by one after it.
+    """
     index = EXPECTED_RELEASES.index(release)
     if release == "25.07":
         return "2.59.1"
@@ -120,7 +123,10 @@ def test_known_cuda_versions_map_to_a_driver(matrix):
 
 
 def test_derived_driver_corrects_copy_pasted_notes(matrix):
-    """§1.3: 25.01 (CUDA 12.8) prints 560 but needs 570.26; CUDA 13 releases print 575 but need >= 580."""
+    """docs/triton-facts.md, "CUDA and driver".
+
+    25.01 (CUDA 12.8) prints 560 but needs 570.26; CUDA 13 releases print 575 but need >= 580.
+    """
     rows = {row["release"]: row for row in matrix["releases"]}
     assert rows["25.01"]["release_note_driver"] == "560"
     assert toolkit_min_driver(matrix, rows["25.01"]["cuda_version"]) == "570.26"
