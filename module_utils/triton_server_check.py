@@ -431,8 +431,8 @@ def gpu_memory_findings(memory: Mapping[str, Any], plan: Mapping[str, Any]) -> l
             "cpu_plan_gpu_memory",
             f"the plan runs Triton on the CPU but its processes hold GPU memory ({where}). Likely causes: "
             + "; ".join(_CPU_PLAN_GPU_CAUSES),
-            'hide the GPUs from the service (CUDA_VISIBLE_DEVICES="", the plan\'s hide_gpus), or zero the pools '
-            "(--cuda-memory-pool-byte-size=<id>:0 per GPU, --pinned-memory-pool-byte-size=0, "
+            'run the server with the plan\'s runtime env and server_args (CUDA_VISIBLE_DEVICES="", '
+            "--cuda-memory-pool-byte-size=<id>:0 per GPU, --pinned-memory-pool-byte-size=0, "
             "--enable-peer-access=false); render models with instance policy auto (KIND_CPU, GPU accelerators "
             "dropped); in an embedding application, find its own CUDA allocations",
         )
