@@ -19,7 +19,7 @@ What it does, like the real one where it matters to the role:
   is "linux", anything else "rhel") and, for "rhel", fails where the real build fails on a
   Debian host: copying ``install/lib64/libtritonserver.so``, which CMake put in ``install/lib``.
 - ``--no-container-build`` without ``--build-dir`` fails with build.py's own message.
-- Every call appends ``{"argv": [...], "dryrun": bool}`` as one JSON line to
+- Every call appends ``{"argv": [...], "dryrun": bool, "python": <interpreter>}`` as one JSON line to
   ``<build-dir>/fake-build-calls.jsonl``.
 - ``--dryrun`` writes only a ``<build-dir>/cmake_build`` script and no install tree.
 - Otherwise it writes the install tree of build.py's core and backend build steps under
@@ -120,7 +120,8 @@ def main(argv: list[str]) -> int:
     build_dir = Path(args.build_dir[-1] if args.build_dir else HERE / "build")
     build_dir.mkdir(parents=True, exist_ok=True)
     with (build_dir / "fake-build-calls.jsonl").open("a") as log:
-        log.write(json.dumps({"argv": argv, "dryrun": bool(getattr(args, "dryrun", None))}) + "\n")
+        call = {"argv": argv, "dryrun": bool(getattr(args, "dryrun", None)), "python": sys.executable}
+        log.write(json.dumps(call) + "\n")
     if getattr(args, "dryrun", None):
         (build_dir / "cmake_build").write_text("#!/bin/sh\n# FAKE dry run: nothing to build\n")
         return 0

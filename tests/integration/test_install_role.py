@@ -331,7 +331,7 @@ def test_source_method_builds_with_build_py_and_installs(tmp_path: Path, server_
     assert "--no-container-build" in argv and f"--build-dir={build_dir}" in argv
     assert "--backend=ensemble:r24.10" in argv and "--backend=python:r24.10" in argv
     assert "--target-platform=linux" in argv  # never build.py's guess: Debian would be taken for RHEL
-    assert argv[0] == str(build_py_venv() / "bin" / "python")
+    assert call["python"] == str(build_py_venv() / "bin" / "python")
     assert not [a for a in argv if a.startswith(("--enable-gpu", "--dryrun"))]
     commit = subprocess.run(
         ["git", "-C", str(server_repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
