@@ -133,10 +133,13 @@ def toolkit_min_driver(matrix: dict[str, Any], cuda_version: str) -> str | None:
     return best[1] if best else None
 
 
+def _family_of_major(matrix: dict[str, Any], major: int) -> dict[str, Any] | None:
+    return next((f for f in matrix["cuda_driver"]["families"] if f["cuda_major"] == major), None)
+
+
 def cuda_family(matrix: dict[str, Any], cuda_version: str) -> dict[str, Any] | None:
     """The minor-version-compatibility family (CUDA major) of ``cuda_version``, or None."""
-    major = version_tuple(cuda_version)[0]
-    return next((f for f in matrix["cuda_driver"]["families"] if f["cuda_major"] == major), None)
+    return _family_of_major(matrix, version_tuple(cuda_version)[0])
 
 
 def series_cuda_major(matrix: dict[str, Any], row: dict[str, Any]) -> tuple[int | None, str]:
@@ -168,8 +171,8 @@ def release_cuda_family(matrix: dict[str, Any], row: dict[str, Any]) -> tuple[di
     major, around = series_cuda_major(matrix, row)
     if major is None:
         return None, around
-    family = next((f for f in matrix["cuda_driver"]["families"] if f["cuda_major"] == major), None)
-    return family, f"CUDA {major}.x by the releases around it ({around}); its exact CUDA version is not published"
+    basis = f"CUDA {major}.x by the releases around it ({around}); its exact CUDA version is not published"
+    return _family_of_major(matrix, major), basis
 
 
 def required_driver(matrix: dict[str, Any], row: dict[str, Any]) -> tuple[str | None, str]:
