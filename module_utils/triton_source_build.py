@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ansible.module_utils.triton_build_py import FLAG_SETS, RELEASES
+from ansible.module_utils.triton_build_py import RELEASES, flags_of
 from ansible.module_utils.triton_install_errors import InstallError
 from ansible.module_utils.triton_release_lifecycle import manifest_matches, release_dir
 
@@ -39,7 +39,7 @@ def build_py_of(release: str) -> dict[str, Any]:
             f"Source builds are supported for releases {', '.join(RELEASES)}. Pick one of them in triton_release, "
             "or regenerate the record with tools/build_py_flags.py from a server checkout."
         )
-    return {**row, "flags": frozenset(FLAG_SETS[row["flags"]])}
+    return {**row, "flags": flags_of(release)}
 
 
 def target_platform(plan: Mapping[str, Any], host: Mapping[str, Any], platforms: tuple[str, ...]) -> str:

@@ -108,8 +108,7 @@ def main(argv: list[str]) -> int:
     if record is None:
         print(f"FAKE build.py: no record of build.py for branch r{release}", file=sys.stderr)
         return 2
-    flags = build_py.FLAG_SETS[record["flags"]]
-    parser = parser_for(flags)
+    parser = parser_for(tuple(sorted(build_py.flags_of(release))))
     args = parser.parse_args(argv)
     platform = (getattr(args, "target_platform", None) or [None])[-1]
     if platform is not None and platform not in record["target_platforms"]:

@@ -124,32 +124,28 @@ def _python_minor(python: str) -> str:
     return out.stdout.strip()
 
 
-def runtime_venv() -> Path:
-    """Return a cached venv from /usr/bin/python3 with numpy<2 (for the python backend stub)."""
-    venv = CACHE_DIR / f"runtime-venv-py{_python_minor(SYSTEM_PYTHON)}"
-    with cache_lock("venv"):
+def _cached_venv(name: str, packages: list[str]) -> Path:
+    """Return the venv ``<cache>/<name>-py3.X`` made from /usr/bin/python3 with ``packages``, made once."""
+    venv = CACHE_DIR / f"{name}-py{_python_minor(SYSTEM_PYTHON)}"
+    with cache_lock(name):
         if (venv / ".complete").exists():
             return venv
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "numpy<2"], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", *packages], check=True)
         (venv / ".complete").touch()
         return venv
+
+
+def runtime_venv() -> Path:
+    """Return a cached venv from /usr/bin/python3 with numpy<2 (for the python backend stub)."""
+    return _cached_venv("runtime-venv", ["numpy<2"])
 
 
 def build_py_venv() -> Path:
     """Return a cached venv from /usr/bin/python3 with the role's pins of what build.py imports."""
-    venv = CACHE_DIR / f"build-py-venv-py{_python_minor(SYSTEM_PYTHON)}"
-    with cache_lock("build-py-venv"):
-        if (venv / ".complete").exists():
-            return venv
-        shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv)], check=True)
-        defaults = yaml.safe_load((REPO_ROOT / "roles" / "triton_install" / "defaults" / "main.yml").read_text())
-        packages = defaults["triton_install_source_build_packages"]
-        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", *packages], check=True)
-        (venv / ".complete").touch()
-        return venv
+    defaults = yaml.safe_load((REPO_ROOT / "roles" / "triton_install" / "defaults" / "main.yml").read_text())
+    return _cached_venv("build-py-venv", defaults["triton_install_source_build_packages"])
 
 
 def triton_release(dest: Path) -> Path:

@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.triton_build_py import FLAG_SETS, RELEASES
+from ansible.module_utils.triton_build_py import RELEASES, flags_of
 from ansible.module_utils.triton_container_spec import container_run_argv, container_run_spec
 from ansible.module_utils.triton_elf import elf_needed, elf_rpath, set_elf_rpath
 from ansible.module_utils.triton_install import build_request, install_release
@@ -248,7 +248,7 @@ def test_build_argv_of_every_release_uses_only_its_build_py_flags(release: str, 
     )
     plan = dict(plan, release=release)
     argv = source_build_argv(plan, CPU_HOST, build_options(dryrun=True))
-    defined = set(FLAG_SETS[RELEASES[release]["flags"]])
+    defined = flags_of(release)
     assert {flag.split("=", 1)[0] for flag in argv[2:]} <= defined
     assert ("--dryrun" in argv) is ("--dryrun" in defined)
 
