@@ -61,7 +61,7 @@ options:
   plan:
     description:
       - The host's plan, C(ansible_facts.triton_plan); its C(runtime.gpu_build) says whether the server has GPU
-        support.
+        support. Not read with O(validate_only) (pass C({})).
     type: dict
     required: true
   host:
@@ -177,13 +177,21 @@ def run(params: dict, check_mode: bool) -> dict:
     if IMPORT_ERROR is not None:
         raise ModuleFailure(missing_required_lib("tritonclient[grpc]"), exception=str(IMPORT_ERROR))
     src = Path(params["src"])
+    if not params["validate_only"] and not params["build_dir"]:
+        raise ModuleFailure(
+            "build_dir is missing: a release is built into it. Found: no build_dir and validate_only false. "
+            "Supported: build_dir with a build, or validate_only: true for a check. Fix: set build_dir."
+        )
     try:
         counts = check_overrides(src, params["policy_overrides"], params["instance_counts"])
+        # The fleet-wide check (validate_only) has no host's plan and leaves out what depends on
+        # the host, the server build's GPU support included.
+        gpu_build = True if params["validate_only"] else plan_runtime(params["plan"])["gpu_build"]
         render = render_settings(
             params["plan"],
             params["host"],
             params["policy"],
-            plan_runtime(params["plan"])["gpu_build"],
+            gpu_build,
             params["policy_overrides"],
             counts,
             params["backends"],
@@ -191,11 +199,6 @@ def run(params: dict, check_mode: bool) -> dict:
         if params["validate_only"]:
             check = judge_repository(src, replace(render, host_independent=True))
             return {"changed": False, "models": check.models, "warnings": check.warnings}
-        if not params["build_dir"]:
-            raise ModuleFailure(
-                "build_dir is missing: a release is built into it. Found: no build_dir and validate_only false. "
-                "Supported: build_dir with a build, or validate_only: true for a check. Fix: set build_dir."
-            )
         build = build_release(src, Path(params["build_dir"]), render, write=not check_mode)
     except ReleaseError as err:
         raise ModuleFailure(str(err), problems=err.problems) from err

@@ -42,6 +42,7 @@ ansible.module_utils.__path__.append(str(REPO_ROOT / "module_utils"))
 
 from ansible.module_utils.triton_compat import load_matrix, release_backends, resolve_release  # noqa: E402
 from ansible.module_utils.triton_model_repository import RenderSettings, check_repository  # noqa: E402
+from ansible.module_utils.triton_runtime import runtime_section  # noqa: E402
 
 MATRIX = REPO_ROOT / "roles" / "triton_platform" / "files" / "triton_matrix.yml"
 JUDGEABLE_AUTOFILL = ("ensemble", "common", "custom")
@@ -64,7 +65,7 @@ def two_gpu_plan(release: str) -> tuple[dict, dict, tuple[str, ...]]:
         "instance_kind": "KIND_GPU",
         "gpu_ids": [0, 1],
         "min_compute_capability": row["min_compute_capability"],
-        "min_supported_compute_capability": None,
+        "runtime": runtime_section("dgpu", True, [0, 1], [0, 1], True, row["min_compute_capability"], None),
     }
     gpus = [{"index": i, "name": "NVIDIA A100-SXM4-80GB", "compute_capability": "8.0"} for i in (0, 1)]
     host = {"platform": "dgpu", "arch": "x86_64", "gpus": gpus, "igpu": None}

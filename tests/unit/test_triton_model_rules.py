@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from ansible.module_utils.triton_model_repository import RenderSettings, check_repository
 from ansible.module_utils.triton_model_rules import RULES, rule_codes
+from ansible.module_utils.triton_runtime import runtime_section
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "model-config-rules.md"
 PLAN = {
@@ -26,7 +27,7 @@ PLAN = {
     "instance_kind": "KIND_GPU",
     "gpu_ids": [0, 1],
     "min_compute_capability": "6.0",
-    "min_supported_compute_capability": None,
+    "runtime": runtime_section("dgpu", True, [0, 1], [0, 1], True, "6.0", None),
 }
 HOST = {
     "platform": "dgpu",
@@ -545,7 +546,14 @@ CASES: list[tuple[str, dict[str, str], str, dict]] = [
         "gpu_kind_no_gpu",
         model("m", py(group="instance_group [{kind: KIND_GPU}]\n")),
         "instance group m_0 of model m has kind KIND_GPU but no GPUs are available",
-        {"plan": {"enable_gpu": False, "gpu_ids": [], "instance_kind": "KIND_CPU"}},
+        {
+            "plan": {
+                "enable_gpu": False,
+                "gpu_ids": [],
+                "instance_kind": "KIND_CPU",
+                "runtime": runtime_section("dgpu", False, [], [0, 1], True, "6.0", None),
+            }
+        },
     ),
     (
         "invalid_gpu_id",

@@ -7,7 +7,7 @@ PLAN_TABLE to every part that starts, inspects or verifies Triton and asserts th
 identical environment, server options, minimum compute capability and build kind:
 
 - the service launcher (``triton_service.server_env`` / ``server_argv``),
-- the container run specification (``triton_install.container_run_spec``) and the service's
+- the container run specification (``triton_container_spec.container_run_spec``) and the service's
   container command (``triton_service.container_launch_argv``),
 - the preflight device check (the ``environment`` of roles/triton_platform/tasks/device_check.yml,
   rendered as Ansible renders it, and the check's minimum compute capability),
