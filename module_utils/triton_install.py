@@ -38,6 +38,7 @@ from ansible.module_utils.triton_release_lifecycle import (
     staging_dir,
     write_manifest,
 )
+from ansible.module_utils.triton_runtime import RuntimeSectionError, plan_runtime
 from ansible.module_utils.triton_server_inspect import check_release, detect_server_version, inspect_release
 from ansible.module_utils.triton_server_layout import (
     WHEEL_SERVER_DIR,
@@ -182,6 +183,10 @@ def require_plan(plan: Mapping[str, Any] | None) -> dict[str, Any]:
             "The plan comes from the triton_platform preflight (docs/architecture.md). "
             "Run the preflight first or pass a complete plan with -e triton_install_plan=..."
         )
+    try:
+        plan_runtime(plan, "triton_install_plan")
+    except RuntimeSectionError as err:
+        raise InstallError(str(err)) from err
     return plan
 
 

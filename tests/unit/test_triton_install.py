@@ -485,6 +485,12 @@ def test_build_request_refuses_an_incomplete_plan() -> None:
         build_request({"plan": {"release": "24.10", "platform": "cpu"}, "method": "wheel"})
 
 
+def test_build_request_refuses_a_plan_with_an_incomplete_runtime_section() -> None:
+    plan = {**DGPU_CPU_PLAN, "runtime": {"env": {}}}
+    with pytest.raises(InstallError, match=r"no complete runtime section \(missing gpu_build.*triton_install_plan"):
+        build_request({"plan": plan, "method": "wheel"})
+
+
 def test_an_installed_release_is_rechecked_against_a_new_gpu_policy(tmp_path: Path) -> None:
     prefix, src = tmp_path / "prefix", fake_tree(tmp_path / "build")
     install_release(request(prefix, src), check_mode=False)
