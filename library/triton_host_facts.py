@@ -189,11 +189,12 @@ ansible_facts:
               run_args: [--ulimit, "nofile=20000:20000", --ulimit, "nproc=96363:96363"]
               can_run: true
               problems: []
-              notes: ["podman: by default crun refuses this hybrid cgroup layout ...; tritonfleet runs it with --runtime runc"]
+              notes: ["podman: by default crun refuses this hybrid cgroup layout ...; tritonfleet runs it with runc"]
         nvidia_container_runtime:
           description:
             - C(present) when an NVIDIA container runtime or toolkit binary exists.
-            - C(paths) lists those binaries, then CDI spec files under /etc/cdi and /var/run/cdi; C(cdi_specs) the spec files alone.
+            - C(paths) lists those binaries, then CDI spec files under /etc/cdi and /var/run/cdi.
+            - C(cdi_specs) lists the CDI spec files alone.
           type: dict
           sample: {present: true, paths: [/usr/bin/nvidia-ctk, /etc/cdi/nvidia.yaml], cdi_specs: [/etc/cdi/nvidia.yaml]}
         service_manager:
