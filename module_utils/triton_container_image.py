@@ -16,12 +16,14 @@ nothing here exits. Errors are ``ContainerError`` with a four-part message.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from ansible.module_utils.triton_install_errors import ChecksumError, InstallError
+from ansible.module_utils.triton_release_lifecycle import file_sha256
 
 Runner = Callable[[Sequence[str]], "tuple[int, str, str]"]
 
@@ -35,11 +37,11 @@ _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _LOADED = re.compile(r"^Loaded image(?:\(s\)| ID)?:\s*(.+)$", re.MULTILINE)
 
 
-class ContainerError(ValueError):
+class ContainerError(InstallError):
     """A user-facing container failure; ``str()`` is the four-part message."""
 
 
-class ArchiveChecksumError(ContainerError):
+class ArchiveChecksumError(ContainerError, ChecksumError):
     """The image archive's sha256 is not the expected one."""
 
 
@@ -91,16 +93,7 @@ def image_source(source: Mapping[str, Any], plan_image: str | None) -> dict[str,
     )
 
 
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verify_archive(source: Mapping[str, Any]) -> None:
+def verify_image_archive(source: Mapping[str, Any]) -> None:
     """Raise unless the archive of an archive source exists and has its sha256 (before any change)."""
     archive = Path(source["path"])
     origin = source.get("url") or "triton_install_container_source.path"
@@ -110,7 +103,7 @@ def verify_archive(source: Mapping[str, Any]) -> None:
             "loads a docker save / podman save file from the host. Copy the archive there or fix "
             "triton_install_container_source; the installed release and the running server are unchanged."
         )
-    actual = sha256_file(archive)
+    actual = file_sha256(archive)
     if actual != source["sha256"]:
         raise ArchiveChecksumError(
             f"Checksum mismatch for the image archive {archive} (from {origin}): sha256 is {actual}, "
@@ -196,14 +189,15 @@ def ensure_image(
 ) -> tuple[dict[str, Any] | None, list[str]]:
     """Make the source's image present in the engine: pull (registry, only when missing) or load (archive).
 
-    Returns (the image's identity, or None in check mode when it is not there yet; actions).
-    An archive is checked against its sha256 first, also in check mode. Raises ContainerError.
+    Returns (the image's identity with the ``reference`` it runs by, or None in check mode when it
+    is not there yet; actions). An archive is checked against its sha256 first, also in check mode.
+    Raises ContainerError.
     """
     name = engine["name"]
     if source["type"] == "registry":
         found = inspect_image(engine, source["image"], run)
         if found:
-            return image_identity(found), []
+            return dict(image_identity(found), reference=source["image"]), []
         actions = [f"{name} pull {source['image']}"]
         if check_mode:
             return None, actions
@@ -222,12 +216,12 @@ def ensure_image(
                 f"{name} pulled {source['image']} but does not list it afterwards. A pulled image is stored "
                 f"under its reference. Check {name}'s storage (its images command), then rerun."
             )
-        return image_identity(found), actions
-    verify_archive(source)
+        return dict(image_identity(found), reference=source["image"]), actions
+    verify_image_archive(source)
     actions = [f"{name} load {source['path']}"]
     if check_mode:
         found = inspect_image(engine, source["image"], run) if source["image"] else None
-        return (image_identity(found) if found else None), actions
+        return (dict(image_identity(found), reference=source["image"]) if found else None), actions
     argv = engine_argv(engine, "load", "--input", source["path"])
     rc, out, err = run(argv)
     loaded = loaded_references(out + "\n" + err)
@@ -245,31 +239,10 @@ def ensure_image(
             "triton_install_container_source.image, or the first image of the archive. Set image to one of "
             "the loaded references."
         )
-    return image_identity(found), actions
+    return dict(image_identity(found), reference=reference), actions
 
 
 # --- the server's container ----------------------------------------------------------------
-
-
-def run_argv(spec: Mapping[str, Any]) -> list[str]:
-    """The foreground ``run`` of the server's container, ending with the image id (the service adds the command).
-
-    Named, removed on exit, read-only mounts, the host's network (the server binds the addresses
-    the service asks for; no container network is ever created), the image's non-root user, a
-    stop timeout, the facts' limits, the plan's devices and environment. podman replaces a stale
-    container of the same name itself; for docker the launcher removes it first (:func:`remove_argv`).
-    """
-    engine = spec["engine"]
-    argv = engine_argv(engine, "run", "--rm", "--name", spec["name"])
-    if engine["name"] == "podman":
-        argv.append("--replace")
-    argv += ["--user", spec["user"], "--network", "host", "--stop-timeout", str(spec["stop_timeout"])]
-    argv += [*engine.get("run_args", []), *spec["devices"]]
-    for key, value in sorted(spec["env"].items()):
-        argv += ["--env", f"{key}={value}"]
-    for mount in spec["mounts"]:
-        argv += ["--volume", f"{mount['source']}:{mount['target']}{':ro' if mount.get('read_only') else ''}"]
-    return [*argv, "--shm-size", str(spec["shm_size"]), str(spec["image_id"])]
 
 
 def remove_argv(spec: Mapping[str, Any]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Unit tests for module_utils/triton_container_image.py: sources, image identity, the engine command lines.
+"""Unit tests for triton_container_image and triton_container_spec: sources, image identity, engine command lines.
 
 Engine outputs are as podman 4.3.1 printed them on the development machine and as docker
 documents them; the command lines are the specification per engine (podman runs for real in
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from ansible.module_utils import triton_container_image as tci
+from ansible.module_utils.triton_container_spec import container_run_argv
 
 PODMAN = {
     "name": "podman",
@@ -98,15 +99,15 @@ def test_archive_checksum_is_checked_before_anything(tmp_path: Path):
     archive = tmp_path / "t.tar"
     archive.write_bytes(b"not an image")
     good = hashlib.sha256(b"not an image").hexdigest()
-    tci.verify_archive({"path": str(archive), "sha256": good, "url": None})
+    tci.verify_image_archive({"path": str(archive), "sha256": good, "url": None})
     with pytest.raises(tci.ArchiveChecksumError) as raised:
-        tci.verify_archive({"path": str(archive), "sha256": "0" * 64, "url": "https://files.example/t.tar"})
+        tci.verify_image_archive({"path": str(archive), "sha256": "0" * 64, "url": "https://files.example/t.tar"})
     message = str(raised.value)
     assert message.startswith(f"Checksum mismatch for the image archive {archive} (from https://files.example/t.tar)")
     assert f"sha256 is {good}" in message
     assert "the running server are unchanged" in message
     with pytest.raises(tci.ContainerError, match="The image archive is missing"):
-        tci.verify_archive({"path": str(tmp_path / "absent.tar"), "sha256": good, "url": None})
+        tci.verify_image_archive({"path": str(tmp_path / "absent.tar"), "sha256": good, "url": None})
 
 
 def test_image_identity_reads_what_ngc_images_declare():
@@ -147,7 +148,7 @@ def test_loaded_references(output, refs):
 
 
 def test_podman_run_command_line():
-    assert tci.run_argv(_spec(PODMAN)) == [
+    assert container_run_argv(_spec(PODMAN)) == [
         "/usr/bin/podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs",
         "run", "--rm", "--name", "tritonserver", "--replace",
         "--user", "triton-server", "--network", "host", "--stop-timeout", "40",
@@ -159,7 +160,7 @@ def test_podman_run_command_line():
 
 
 def test_docker_run_command_line_with_gpus():
-    argv = tci.run_argv(_spec(DOCKER, ["--gpus", "all"], {"NVIDIA_DRIVER_CAPABILITIES": "compute,utility"}))
+    argv = container_run_argv(_spec(DOCKER, ["--gpus", "all"], {"NVIDIA_DRIVER_CAPABILITIES": "compute,utility"}))
     assert argv == [
         "/usr/bin/docker", "run", "--rm", "--name", "tritonserver",
         "--user", "triton-server", "--network", "host", "--stop-timeout", "40",
@@ -173,10 +174,10 @@ def test_docker_run_command_line_with_gpus():
 
 
 def test_jetson_forms_come_from_the_plan_verbatim():
-    docker = tci.run_argv(_spec(DOCKER, ["--runtime", "nvidia", "-e", "NVIDIA_VISIBLE_DEVICES=all"], {}))
+    docker = container_run_argv(_spec(DOCKER, ["--runtime", "nvidia", "-e", "NVIDIA_VISIBLE_DEVICES=all"], {}))
     assert docker[docker.index("--runtime") : docker.index("--runtime") + 4] == [
         "--runtime", "nvidia", "-e", "NVIDIA_VISIBLE_DEVICES=all",
     ]  # fmt: skip
-    podman = tci.run_argv(_spec(PODMAN, ["--device", "nvidia.com/gpu=all"], {}))
+    podman = container_run_argv(_spec(PODMAN, ["--device", "nvidia.com/gpu=all"], {}))
     assert podman[podman.index("--device") + 1] == "nvidia.com/gpu=all"
     assert "-p" not in podman and "--publish" not in podman
