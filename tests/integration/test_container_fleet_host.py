@@ -1,0 +1,90 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The container method on a simulated fleet host (tests/fleet): podman inside its namespaces, over real SSH.
+
+A fleet host has only loopback, its own mounts (overlays over /etc /opt /usr /var /srv, tmpfs on
+/run /tmp /dev/shm) and this machine's kernel, cgroups and limits. Two things differ from a
+plain machine, and the test arranges them as an administrator of such a host would:
+
+- podman's storage cannot live on the host's overlaid /var (overlayfs is no upper layer for
+  podman's overlay driver), so the host's own /etc/containers/storage.conf puts it on its /run;
+- no registry is reachable, so the image comes as a pre-staged archive (the install role loads it
+  after checking its sha256), the way an air-gapped edge device gets it.
+
+Then ``playbooks/site.yml`` installs, serves and verifies the container on that host like any
+fleet host (the rollout tests' offline variables), and ``remove.yml`` leaves no container.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from fleet.fixtures import adhoc, fleet_factory  # noqa: F401  (fixture import)
+from support.container_images import tritonserver_image
+from test_fleet_rollout_common import (
+    RECAP_RE,
+    fleet_group_vars,
+    host_command,
+    playbook_argv,
+    playbook_env,
+    write_vars,
+)
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HOST = "ctr-1"
+STORAGE_CONF = """\
+# podman's storage on this host's own tmpfs /run: its /var is an overlay, which podman's
+# overlay driver cannot use as an upper layer.
+[storage]
+driver = "overlay"
+runroot = "/run/containers/storage"
+graphroot = "/run/containers/graph"
+"""
+
+
+def _play(inventory: Path, playbook: str) -> tuple[int, str]:
+    done = subprocess.run(playbook_argv(inventory, playbook), cwd=REPO_ROOT, env=playbook_env(),
+                          capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_a_fleet_host_serves_the_container_from_a_pre_staged_archive(fleet_factory, tmp_path):  # noqa: F811
+    image = tritonserver_image()
+    fleet = fleet_factory({"hosts": [{"name": HOST, "profile": "cpu"}]})
+    report_dir = tmp_path / "reports"
+    container = {
+        "triton_install_method": "container",
+        "triton_install_container_source": {
+            "type": "archive",
+            "path": str(image.archive),
+            "sha256": image.archive_sha256,
+        },
+        "triton_install_container_name": "tfsim-tritonserver",
+    }
+    write_vars(fleet.inventory_path, {**fleet_group_vars(report_dir), **container})
+    copied = adhoc(fleet.inventory_path, HOST, "ansible.builtin.copy",
+                   f"dest=/etc/containers/storage.conf mode=0644 content={json.dumps(STORAGE_CONF)}")  # fmt: skip
+    assert not copied[HOST].get("failed"), copied
+
+    rc, out = _play(fleet.inventory_path, "site.yml")
+
+    assert rc == 0, out[-6000:]
+    assert "container method engine podman" in out
+    report = json.loads((report_dir / HOST / "verify.json").read_text())
+    assert report["verdict"] == "passed", report["findings"]
+    assert {m["name"]: m["kinds"] for m in report["models"]} == {"add_sub": ["KIND_CPU"], "scale": ["KIND_CPU"]}
+    inside = host_command(fleet.inventory_path, HOST, "podman ps --no-trunc --format '{{.Names}} {{.ImageID}}'")
+    assert inside[HOST]["stdout"].split() == ["tfsim-tritonserver", image.image_id], inside
+
+    rc, again = _play(fleet.inventory_path, "site.yml")
+    recap = {m["host"]: int(m["changed"]) for m in RECAP_RE.finditer(again)}
+    assert rc == 0 and recap[HOST] == 0, again[-3000:]
+
+    rc, out = _play(fleet.inventory_path, "remove.yml")
+    assert rc == 0, out[-4000:]
+    left = host_command(fleet.inventory_path, HOST, "podman ps --all --quiet")
+    assert left[HOST]["stdout"].strip() == ""
