@@ -203,8 +203,8 @@ def compute_launch(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any
 
     The release is ``release_dir`` when given (as triton_install publishes it in the same play),
     else ``<install_prefix>/current``; its manifest is ``manifest`` when given, else read from the
-    release's manifest.json. In check mode a release still to be installed yields None instead
-    of an error.
+    release's manifest.json. In check mode a release still to be installed (none yet, or one of
+    another install method than the plan's) yields None instead of an error.
     """
     if params.get("release_dir"):
         release_dir = Path(os.path.realpath(params["release_dir"]))
@@ -219,6 +219,9 @@ def compute_launch(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any
     options = {**params, "release_dir": str(release_dir)}
     container = manifest.get("method") == "container"
     planned = params["plan"].get("install_method")
+    if container != (planned == "container") and check_mode:
+        # The install of this run would replace the release (another method): nothing to compare yet.
+        return None
     if container != (planned == "container"):
         raise ServiceConfigError(
             f"The release to serve ({release_dir}) was installed by method {manifest.get('method')}, but the plan "

@@ -52,6 +52,7 @@ if __package__ in (None, ""):
     import conftest  # noqa: F401  (sets up ansible.module_utils)
 
 from ansible.module_utils.triton_host import gather_host_facts
+from ansible.module_utils.triton_release_lifecycle import file_sha256
 
 from support.triton_dist import SERVER_VERSION, cache_lock, triton_release
 
@@ -165,14 +166,6 @@ def build_image(tag: str, containerfile: str, context: Path, inputs: str) -> str
         return image_inspect(tag)["Id"]
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _tritonserver_inputs(base: str) -> str:
     wheel_tree = triton_release(CACHE_DIR / "image-release")
     manifest = json.loads((wheel_tree / "manifest.json").read_text())
@@ -199,7 +192,7 @@ def tritonserver_image() -> TritonImage:
             partial.rename(archive)
         checksum = archive.with_suffix(".sha256")
         if not checksum.is_file():
-            checksum.write_text(sha256_file(archive) + "\n")
+            checksum.write_text(file_sha256(archive) + "\n")
         return TritonImage(
             reference=TRITONSERVER_REFERENCE,
             image_id=image_inspect(TRITONSERVER_REFERENCE)["Id"],

@@ -415,3 +415,13 @@ def test_container_spec_without_the_image_id_at_the_end_is_refused(tmp_path):
 def test_container_release_without_a_spec_says_how_to_fix_it(tmp_path):
     with pytest.raises(ServiceConfigError, match="triton_install_method=container"):
         container_launch(tmp_path, {"container_spec": "container.json"}, options(plan=CPU_PLAN))
+
+
+def test_launch_refuses_a_release_of_another_method_than_the_plans(tmp_path: Path):
+    installed_prefix(tmp_path)  # a native release
+    params = launch_params(tmp_path, plan=CONTAINER_CPU_PLAN)
+    with pytest.raises(ServiceConfigError) as raised:
+        compute_launch(params, check_mode=False)
+    assert "installed by method None, but the plan is for method container" in str(raised.value)
+    # In check mode the install of the same run would replace it: nothing to compare yet.
+    assert compute_launch(params, check_mode=True) is None
