@@ -217,8 +217,11 @@ def ensure_image(
                 f"under its reference. Check {name}'s storage (its images command), then rerun."
             )
         return dict(image_identity(found), reference=source["image"]), actions
-    verify_image_archive(source)
     actions = [f"{name} load {source['path']}"]
+    if check_mode and source.get("url") and not Path(source["path"]).exists():
+        # Not downloaded in check mode: nothing to check yet.
+        return None, [f"download {source['url']} to {source['path']}", *actions]
+    verify_image_archive(source)
     if check_mode:
         found = inspect_image(engine, source["image"], run) if source["image"] else None
         return (dict(image_identity(found), reference=source["image"]) if found else None), actions

@@ -178,8 +178,11 @@ def install_release(request: Mapping[str, Any], check_mode: bool, run: Runner | 
     identity = desired_identity(request)
     container = request["method"] == "container"
     current = manifest_matches(target, identity) and (not container or container_image_current(target, run))
-    if container and not current and request["container_spec"]["source"]["type"] == "archive":
-        verify_image_archive(request["container_spec"]["source"])
+    source = request["container_spec"]["source"] if container else {}
+    # Before any change, also in check mode; a URL archive that check mode did not download is
+    # checked by the real run.
+    if not current and source.get("type") == "archive" and (Path(source["path"]).exists() or not source.get("url")):
+        verify_image_archive(source)
     actions = [f"remove incomplete {p}" for p in remove_leftovers(prefix, check_mode, complete=_is_complete)]
     manifest = complete_manifest(target)
     if not current:

@@ -181,3 +181,19 @@ def test_jetson_forms_come_from_the_plan_verbatim():
     podman = container_run_argv(_spec(PODMAN, ["--device", "nvidia.com/gpu=all"], {}))
     assert podman[podman.index("--device") + 1] == "nvidia.com/gpu=all"
     assert "-p" not in podman and "--publish" not in podman
+
+
+def test_check_mode_with_an_archive_still_to_download_names_the_download_and_runs_nothing(tmp_path: Path):
+    source = {"type": "archive", "path": str(tmp_path / "t.tar"), "sha256": "0" * 64, "url": "https://x/t.tar",
+              "image": None}  # fmt: skip
+
+    def run(argv):
+        raise AssertionError(f"no engine call expected, got {argv}")
+
+    image, actions = tci.ensure_image(PODMAN, source, run, check_mode=True)
+    assert image is None
+    assert actions == [f"download https://x/t.tar to {tmp_path / 't.tar'}", f"podman load {tmp_path / 't.tar'}"]
+    # Downloaded (or a path source): the checksum is held against it before anything else, also in check mode.
+    (tmp_path / "t.tar").write_bytes(b"x")
+    with pytest.raises(tci.ArchiveChecksumError):
+        tci.ensure_image(PODMAN, source, run, check_mode=True)
