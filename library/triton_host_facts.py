@@ -184,9 +184,9 @@ ansible_facts:
               runtimes: [crun, runc]
               default_cgroup_manager: cgroupfs
               cgroup_manager: cgroupfs
-              ulimits: {nofile: 20000, nproc: 96363}
+              ulimits: {nofile: 20000, nproc: 32768}
               global_args: [--runtime, runc, --cgroup-manager, cgroupfs]
-              run_args: [--ulimit, "nofile=20000:20000", --ulimit, "nproc=96363:96363"]
+              run_args: [--ulimit, "nofile=20000:20000", --ulimit, "nproc=32768:32768"]
               can_run: true
               problems: []
               notes: ["podman: by default crun refuses this hybrid cgroup layout ...; tritonfleet runs it with runc"]

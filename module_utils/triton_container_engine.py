@@ -22,7 +22,9 @@ Upstream behaviour the rules follow (sources in docs/containers.md):
 - podman gives a root container RLIMIT_NOFILE and RLIMIT_NPROC of 1048576 unless ``--ulimit`` or
   ``containers.default_ulimits`` says otherwise; above the hard limit of the calling process and
   without CAP_SYS_RESOURCE the runtime fails ("error setting rlimit type 7: operation not
-  permitted"). tritonfleet passes both limits, clamped to the hard limits, to every engine.
+  permitted"). podman also sets its own RLIMIT_NPROC to the kernel's ``pid_max`` when it starts,
+  which caps nproc further. tritonfleet passes both limits, clamped to what can be set, to every
+  engine.
 - docker runs containers through its daemon (``/run/docker.sock``) with the daemon's
   ``default-runtime`` (runc unless ``/etc/docker/daemon.json`` says otherwise).
 """
@@ -208,12 +210,20 @@ def runtime_problem(runtime: str, host: Mapping[str, Any]) -> str | None:
     return None
 
 
-def container_ulimits(hard: Mapping[str, int | None]) -> dict[str, int]:
-    """The nofile and nproc limits every container gets: the engines' 1048576, within the hard limits."""
-    return {
+def container_ulimits(hard: Mapping[str, int | None], pid_max: int | None = None) -> dict[str, int]:
+    """The nofile and nproc limits every container gets: the engines' 1048576, within the hard limits.
+
+    ``pid_max`` caps nproc for podman: it sets its own RLIMIT_NPROC to the kernel's pid_max when it
+    starts (containers/common ``getDefaultProcessLimits``), lowering it where the hard limit was
+    higher, and no container of it can then be given more.
+    """
+    limits = {
         name: PODMAN_DEFAULT_RLIMIT if hard.get(name) is None else min(PODMAN_DEFAULT_RLIMIT, int(hard[name]))
         for name in ULIMITS
     }
+    if pid_max:
+        limits["nproc"] = min(limits["nproc"], pid_max)
+    return limits
 
 
 def ulimit_args(ulimits: Mapping[str, int]) -> list[str]:
@@ -227,13 +237,17 @@ def ulimit_args(ulimits: Mapping[str, int]) -> list[str]:
 def _ulimit_note(engine: str, host: Mapping[str, Any], ulimits: Mapping[str, int]) -> list[str]:
     hard = host["hard_limits"]
     low = [name for name in ULIMITS if hard.get(name) is not None and hard[name] < PODMAN_DEFAULT_RLIMIT]
-    if not low or host.get("sys_resource") is not False:
+    capped = engine == "podman" and host.get("pid_max") and ulimits["nproc"] == host["pid_max"]
+    if (not low or host.get("sys_resource") is not False) and not capped:
         return []
-    limits = ", ".join(f"{name} {hard[name]}" for name in low)
+    limits = ", ".join(f"{name} {hard[name]}" for name in low) or "none lower"
+    why = f"hard limits {limits} (/proc/self/limits), CAP_SYS_RESOURCE {host.get('sys_resource')}"
+    if capped:
+        why += f"; podman lowers its own nproc to the kernel's pid_max {host['pid_max']} (/proc/sys/kernel/pid_max)"
     return [
-        f"{engine}: the default container limits ({', '.join(low)} {PODMAN_DEFAULT_RLIMIT}) exceed this host's "
-        f"hard limits ({limits}, from /proc/self/limits) and root lacks CAP_SYS_RESOURCE, so the runtime would "
-        f'fail "error setting rlimit ... operation not permitted"; tritonfleet passes {" ".join(ulimit_args(ulimits))}'
+        f"{engine}: its default container limits (nofile, nproc {PODMAN_DEFAULT_RLIMIT}) can fail here "
+        f'("error setting rlimit ... operation not permitted"): {why}; tritonfleet passes '
+        f"{' '.join(ulimit_args(ulimits))}"
     ]
 
 
@@ -245,7 +259,7 @@ def podman_engine(path: str, version: str | None, conf: Mapping[str, Any], host:
     """The settings podman runs the server's container with on ``host``, with its problems and notes.
 
     ``conf`` is the merged containers.conf (:func:`merge_containers_conf`); ``host`` keys:
-    ``cgroup_layout``, ``unified_controllers``, ``pid1`` (``/proc/1/comm``), ``hard_limits``,
+    ``cgroup_layout``, ``unified_controllers``, ``pid1`` (``/proc/1/comm``), ``hard_limits``, ``pid_max``,
     ``sys_resource`` (CAP_SYS_RESOURCE held) and ``runtime_paths`` (``{runtime: path}`` of the
     OCI runtimes whose binaries exist, from podman's search paths and ``engine.runtimes``).
     """
@@ -283,7 +297,7 @@ def podman_engine(path: str, version: str | None, conf: Mapping[str, Any], host:
             '("systemd not running on this host, cannot use systemd cgroups manager"); tritonfleet passes '
             "--cgroup-manager cgroupfs"
         )
-    ulimits = container_ulimits(host["hard_limits"])
+    ulimits = container_ulimits(host["hard_limits"], host.get("pid_max"))
     notes += _ulimit_note("podman", host, ulimits)
     global_args = ["--runtime", runtime, "--cgroup-manager", manager] if runtime else []
     return {

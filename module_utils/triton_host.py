@@ -756,6 +756,13 @@ def _socket_answers(path: str) -> bool:
     return True
 
 
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int((text or "").strip())
+    except ValueError:
+        return None
+
+
 def probe_container_host(root: Path) -> dict[str, Any]:
     """What decides whether an engine can start a container: cgroup layout, PID 1, limits, runtimes.
 
@@ -776,6 +783,7 @@ def probe_container_host(root: Path) -> dict[str, Any]:
         "unified_controllers": controllers if layout == "hybrid" else [],
         "pid1": (read_text(root, "proc/1/comm")[0] or "").strip() or None,
         "hard_limits": tce.parse_hard_limits(read_text(root, "proc/self/limits")[0]),
+        "pid_max": _int_or_none(read_text(root, "proc/sys/kernel/pid_max")[0]),
         "sys_resource": tce.has_capability(read_text(root, "proc/self/status")[0], tce.CAP_SYS_RESOURCE),
         "runtime_paths": runtime_paths,
     }
@@ -826,7 +834,8 @@ def probe_container_engines(
         runtimes = ", ".join(f"{k} {v}" for k, v in host["runtime_paths"].items()) or "none"
         reasons.append(
             f"containers: cgroup layout {host['cgroup_layout']} (/proc/self/mounts; cgroup2 controllers "
-            f"{controllers}), PID 1 {host['pid1']}, hard limits {limits} (/proc/self/limits), "
+            f"{controllers}), PID 1 {host['pid1']}, hard limits {limits} (/proc/self/limits), pid_max "
+            f"{host['pid_max']}, "
             f"CAP_SYS_RESOURCE {host['sys_resource']}, OCI runtimes {runtimes}"
         )
     return engines

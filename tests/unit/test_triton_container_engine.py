@@ -36,6 +36,7 @@ HERE = {
     "unified_controllers": ["hugetlb"],
     "pid1": "process_api",
     "hard_limits": {"nofile": 20000, "nproc": 96363},
+    "pid_max": 32768,
     "sys_resource": False,
     "runtime_paths": {"runc": "/usr/bin/runc"},
 }
@@ -44,6 +45,7 @@ SYSTEMD_HOST = {
     "unified_controllers": [],
     "pid1": "systemd",
     "hard_limits": {"nofile": 1048576, "nproc": None},
+    "pid_max": 4194304,
     "sys_resource": True,
     "runtime_paths": {"crun": "/usr/bin/crun", "runc": "/usr/bin/runc"},
 }
@@ -123,10 +125,16 @@ def test_podman_here_runs_with_runc_cgroupfs_and_clamped_limits():
     assert engine["problems"] == []
     assert engine["default_runtime"] == "runc"  # crun is not installed: podman's search finds runc
     assert engine["global_args"] == ["--runtime", "runc", "--cgroup-manager", "cgroupfs"]
-    assert engine["run_args"] == ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=96363:96363"]
+    # nofile: the hard limit; nproc: podman lowers its own to pid_max (32768), below the hard 96363.
+    assert engine["run_args"] == ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
     assert len(engine["notes"]) == 1
-    assert "CAP_SYS_RESOURCE" in engine["notes"][0]
-    assert "nofile 20000" in engine["notes"][0]
+    assert "CAP_SYS_RESOURCE False" in engine["notes"][0]
+    assert "nofile 20000" in engine["notes"][0] and "pid_max 32768" in engine["notes"][0]
+
+
+def test_docker_limits_are_not_capped_by_pid_max():
+    engine = tce.docker_engine("/usr/bin/docker", None, {}, True, HERE)
+    assert engine["run_args"] == ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=96363:96363"]
 
 
 def test_podman_default_crun_on_hybrid_with_controllers_switches_to_runc():
@@ -182,6 +190,7 @@ def test_podman_on_a_systemd_host_keeps_its_defaults():
     assert engine["global_args"] == ["--runtime", "crun", "--cgroup-manager", "systemd"]
     assert engine["run_args"] == ["--ulimit", "nofile=1048576:1048576", "--ulimit", "nproc=1048576:1048576"]
     assert engine["notes"] == []
+    assert tce.container_ulimits({"nofile": None, "nproc": None}, 32768) == {"nofile": 1048576, "nproc": 32768}
     assert engine["can_run"] is True
 
 

@@ -18,7 +18,7 @@ PODMAN = {
     "name": "podman",
     "path": "/usr/bin/podman",
     "global_args": ["--runtime", "runc", "--cgroup-manager", "cgroupfs"],
-    "run_args": ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=96363:96363"],
+    "run_args": ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"],
 }
 DOCKER = {
     "name": "docker",
@@ -152,7 +152,7 @@ def test_podman_run_command_line():
         "/usr/bin/podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs",
         "run", "--rm", "--name", "tritonserver", "--replace",
         "--user", "triton-server", "--network", "host", "--stop-timeout", "40",
-        "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=96363:96363",
+        "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
         "--env", "CUDA_VISIBLE_DEVICES=", "--env", "NVIDIA_VISIBLE_DEVICES=void",
         "--volume", "/srv/tritonfleet/models:/srv/tritonfleet/models:ro",
         "--shm-size", "256m", IMAGE_ID,

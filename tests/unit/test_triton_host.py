@@ -113,7 +113,7 @@ def test_podman_fixture_captures_this_machine_kind():
     (podman,) = gather_fixture(FIXTURES / "x86-podman-hybrid-cgroups")["container_engines"]
     assert (podman["default_runtime"], podman["runtime"], podman["cgroup_manager"]) == ("crun", "runc", "cgroupfs")
     assert podman["can_run"] is True
-    assert podman["run_args"] == ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=96363:96363"]
+    assert podman["run_args"] == ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
 
 
 def test_fixture_device_tree_files_keep_their_real_format():
