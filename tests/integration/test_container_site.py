@@ -264,8 +264,11 @@ def test_an_image_archive_with_its_checksum_installs(site):
 
 
 def test_remove_leaves_no_container_service_entry_or_mount(site):
-    models = str(site.base / "models")
-    container_id = container_state()["Id"]
+    state = container_state()
+    container_id, merged = state["Id"], state["GraphDriver"]["Data"]["MergedDir"]
+    # While it runs, the engine's mounts for it (its root filesystem, its /dev/shm) are on this host.
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert merged in mounts and container_id in mounts
 
     result = site.play("remove.yml", extra={"triton_service_remove_container_image": True})
 
@@ -273,8 +276,8 @@ def test_remove_leaves_no_container_service_entry_or_mount(site):
     assert container_state() is None
     assert engine("ps", "--all", "--filter", f"name={CONTAINER}", "--quiet").stdout.strip() == ""
     assert not server()["found"]
-    assert not (site.base / "run" / "supervisord.pid").exists()
+    assert not site.supervisord_pidfile.exists()
     assert not (site.base / "etc").exists() and not (site.base / "opt").exists()
     mounts = Path("/proc/self/mountinfo").read_text()
-    assert models not in mounts and container_id not in mounts
+    assert merged not in mounts and container_id not in mounts
     assert engine("image", "exists", site.image.image_id).returncode == 1
