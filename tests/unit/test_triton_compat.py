@@ -962,6 +962,14 @@ def test_error_podman_gpu_plan_without_cdi_spec(matrix):
     ]
 
 
+def test_error_jetson_podman_without_a_cdi_spec(matrix):
+    host = with_containers(jetson_host("orin-jp6"), engines=[podman_engine()], cdi=False)
+    err = raises(matrix, host, "24.10", "container")
+    assert_four_parts(
+        err, ["cannot get the GPUs"], ["nvidia.com/gpu=all for podman, but no CDI spec"], ["CDI"], ["--mode=csv"]
+    )
+
+
 def test_error_jetson_docker_without_the_nvidia_runtime(matrix):
     host = with_containers(jetson_host("orin-jp6"), engines=[docker_engine(nvidia_runtime=False)])
     err = raises(matrix, host, "24.10", "container")

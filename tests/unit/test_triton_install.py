@@ -172,6 +172,15 @@ def test_container_jetson_jp6_uses_the_igpu_image_and_nvidia_runtime() -> None:
     assert "NVIDIA_VISIBLE_DEVICES=all" in argv
 
 
+def test_container_jetson_with_podman_uses_cdi() -> None:
+    host = with_containers(jetson_host("orin-jp6"), engines=[podman_engine()])
+    plan = make_plan(host, "24.10", "container")
+    assert plan["container_engine"] == "podman"
+    argv = argv_of(container_run_spec(plan, host, OPTIONS))
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--device"] == ["nvidia.com/gpu=all"]
+    assert "--runtime" not in argv[argv.index("run") :] and "--gpus" not in argv
+
+
 def test_container_needs_the_plans_image() -> None:
     plan = dict(JP6_PLAN, container_image=None)
     with pytest.raises(InstallError, match=r"no container image for this host.*Rerun preflight"):
