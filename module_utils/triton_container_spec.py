@@ -88,7 +88,9 @@ def container_run_argv(spec: Mapping[str, Any]) -> list[str]:
     engine = spec["engine"]
     argv = engine_argv(engine, "run", "--rm", "--name", spec["name"])
     if engine["name"] == "podman":
-        argv.append("--replace")
+        # The server's output goes straight to the service manager's log; podman's default log
+        # driver would also keep a copy in its storage that grows for as long as the server runs.
+        argv += ["--replace", "--log-driver", "passthrough"]
     argv += ["--user", spec["user"], "--network", "host", "--stop-timeout", str(spec["stop_timeout"])]
     argv += [*engine.get("run_args", []), *spec["devices"]]
     for key, value in sorted(spec["env"].items()):

@@ -783,7 +783,8 @@ def probe_container_host(root: Path) -> dict[str, Any]:
         "unified_controllers": controllers if layout == "hybrid" else [],
         "pid1": (read_text(root, "proc/1/comm")[0] or "").strip() or None,
         "hard_limits": tce.parse_hard_limits(read_text(root, "proc/self/limits")[0]),
-        "pid_max": _int_or_none(read_text(root, "proc/sys/kernel/pid_max")[0]),
+        # sysctl files refuse a read buffer as large as MAX_READ_BYTES (ENOMEM).
+        "pid_max": _int_or_none(read_text(root, "proc/sys/kernel/pid_max", limit=64)[0]),
         "sys_resource": tce.has_capability(read_text(root, "proc/self/status")[0], tce.CAP_SYS_RESOURCE),
         "runtime_paths": runtime_paths,
     }

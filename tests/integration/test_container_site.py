@@ -155,6 +155,8 @@ def test_site_serves_the_examples_from_a_podman_container(site):
         "OUTPUT1": [-3, -1, 1, 3],
     }
     assert infer("scale", {"INPUT": [1.5, -2]}, batch=True) == {"OUTPUT": [3, -4]}
+    # The server's own output reaches the service's log through the engine (podman --log-driver passthrough).
+    assert f"Started HTTPService at 127.0.0.1:{HTTP_PORT}" in (site.base / "log" / "tritonserver.log").read_text()
 
 
 def test_the_server_runs_in_the_container_unprivileged_on_the_hosts_network_with_every_gpu_hidden(site):

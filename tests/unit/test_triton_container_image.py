@@ -150,7 +150,7 @@ def test_loaded_references(output, refs):
 def test_podman_run_command_line():
     assert container_run_argv(_spec(PODMAN)) == [
         "/usr/bin/podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs",
-        "run", "--rm", "--name", "tritonserver", "--replace",
+        "run", "--rm", "--name", "tritonserver", "--replace", "--log-driver", "passthrough",
         "--user", "triton-server", "--network", "host", "--stop-timeout", "40",
         "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
         "--env", "CUDA_VISIBLE_DEVICES=", "--env", "NVIDIA_VISIBLE_DEVICES=void",

@@ -599,3 +599,9 @@ def test_service_manager_is_a_fact(tmp_path: Path):
     facts = th.gather_host_facts(fake_init_root(tmp_path, "systemd"), None, "x86_64", nvml_reason=NOT_QUERIED)
     assert facts["service_manager"] == "systemd"
     assert "service_manager=systemd: /proc/1/comm is systemd" in facts["reasons"]
+
+
+def test_container_host_reads_this_machines_pid_max():
+    """sysctl files refuse a large read buffer: the probe must still get pid_max (it caps podman's nproc)."""
+    expected = int(Path("/proc/sys/kernel/pid_max").read_text())
+    assert th.probe_container_host(Path("/"))["pid_max"] == expected
