@@ -255,11 +255,25 @@ def _unknown(host: Mapping[str, Any]) -> bool:
     return host.get("cgroup_layout") is None or all(v is None for v in host["hard_limits"].values())
 
 
+def cgroup_problem(engine: str, host: Mapping[str, Any]) -> list[str]:
+    """On the running host (``host['live']``), no cgroup filesystem means no engine can create a container."""
+    if not host.get("live") or host.get("cgroup_layout") is not None:
+        return []
+    return [
+        f"{engine} cannot start the server's container here: no cgroup filesystem is mounted at /sys/fs/cgroup. "
+        "Found: no cgroup or cgroup2 mount there in /proc/self/mounts. Supported: cgroup v2, v1 or the hybrid "
+        "of both mounted at /sys/fs/cgroup, where OCI runtimes put every container. Fix: mount the cgroup "
+        "hierarchy (systemd does at boot; a container or a network namespace with its own /sys needs it "
+        "mounted), then rerun."
+    ]
+
+
 def podman_engine(path: str, version: str | None, conf: Mapping[str, Any], host: Mapping[str, Any]) -> dict[str, Any]:
     """The settings podman runs the server's container with on ``host``, with its problems and notes.
 
     ``conf`` is the merged containers.conf (:func:`merge_containers_conf`); ``host`` keys:
-    ``cgroup_layout``, ``unified_controllers``, ``pid1`` (``/proc/1/comm``), ``hard_limits``, ``pid_max``,
+    ``live`` (the root is the running host), ``cgroup_layout``, ``unified_controllers``, ``pid1``
+    (``/proc/1/comm``), ``hard_limits``, ``pid_max``,
     ``sys_resource`` (CAP_SYS_RESOURCE held) and ``runtime_paths`` (``{runtime: path}`` of the
     OCI runtimes whose binaries exist, from podman's search paths and ``engine.runtimes``).
     """
@@ -299,6 +313,7 @@ def podman_engine(path: str, version: str | None, conf: Mapping[str, Any], host:
         )
     ulimits = container_ulimits(host["hard_limits"], host.get("pid_max"))
     notes += _ulimit_note("podman", host, ulimits)
+    problems += cgroup_problem("podman", host)
     global_args = ["--runtime", runtime, "--cgroup-manager", manager] if runtime else []
     return {
         "name": "podman",
@@ -368,6 +383,7 @@ def docker_engine(
         driver = "systemd" if host.get("cgroup_layout") == "unified" and host.get("pid1") == "systemd" else "cgroupfs"
     ulimits = container_ulimits(host["hard_limits"])
     notes += _ulimit_note("docker", host, ulimits)
+    problems += cgroup_problem("docker", host)
     return {
         "name": "docker",
         "path": path,

@@ -763,7 +763,7 @@ def _int_or_none(text: str | None) -> int | None:
         return None
 
 
-def probe_container_host(root: Path) -> dict[str, Any]:
+def probe_container_host(root: Path, live: bool) -> dict[str, Any]:
     """What decides whether an engine can start a container: cgroup layout, PID 1, limits, runtimes.
 
     Read from ``proc/self/*`` and ``proc/1/comm`` (this process describes the host only when
@@ -779,6 +779,7 @@ def probe_container_host(root: Path) -> dict[str, Any]:
         if hit:
             runtime_paths[name] = hit
     return {
+        "live": live,
         "cgroup_layout": layout,
         "unified_controllers": controllers if layout == "hybrid" else [],
         "pid1": (read_text(root, "proc/1/comm")[0] or "").strip() or None,
@@ -796,7 +797,7 @@ def probe_container_engines(
     """Every container engine found, with the settings tritonfleet would run it with (``triton_container_engine``)."""
     engines = []
     found = find_binaries(root, CONTAINER_ENGINES)
-    host = probe_container_host(root) if found else {}
+    host = probe_container_host(root, host_root) if found else {}
     for item in found:
         name, path = item["name"], item["path"]
         version = tce.package_version(dpkg, name)
@@ -828,7 +829,11 @@ def probe_container_engines(
         reasons.append(tce.engine_summary(engine))
         engines.append(engine)
     if host and host["cgroup_layout"] is None:
-        reasons.append("containers: engines not judged: no cgroup mounts in /proc/self/mounts under root")
+        reasons.append(
+            "containers: no cgroup filesystem at /sys/fs/cgroup (/proc/self/mounts)"
+            if host_root
+            else "containers: engines not judged: no cgroup mounts in /proc/self/mounts under root"
+        )
     elif host:
         limits = ", ".join(f"{k} {v if v is not None else 'unlimited'}" for k, v in host["hard_limits"].items())
         controllers = " ".join(host["unified_controllers"]) or "none"

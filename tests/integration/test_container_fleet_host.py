@@ -2,13 +2,16 @@
 """The container method on a simulated fleet host (tests/fleet): podman inside its namespaces, over real SSH.
 
 A fleet host has only loopback, its own mounts (overlays over /etc /opt /usr /var /srv, tmpfs on
-/run /tmp /dev/shm) and this machine's kernel, cgroups and limits. Two things differ from a
-plain machine, and the test arranges them as an administrator of such a host would:
+/run /tmp /dev/shm) and this machine's kernel and limits. As started it cannot run a container:
+``ip netns exec`` gives it a /sys of its own, without the cgroup filesystem, and preflight refuses
+it for that, before any change. The test then arranges the host as its administrator would:
 
-- podman's storage cannot live on the host's overlaid /var (overlayfs is no upper layer for
-  podman's overlay driver), so the host's own /etc/containers/storage.conf puts it on its /run;
-- no registry is reachable, so the image comes as a pre-staged archive (the install role loads it
-  after checking its sha256), the way an air-gapped edge device gets it.
+- the cgroup hierarchies mounted at /sys/fs/cgroup as on this machine (the same hierarchies,
+  seen from the host's mount namespace);
+- podman's storage on the host's own /run (its /etc/containers/storage.conf): the host's /var is
+  an overlay, which podman's overlay driver cannot use as an upper layer;
+- the image as a pre-staged archive (no registry is reachable; the install role loads it after
+  checking its sha256), the way an air-gapped edge device gets it.
 
 Then ``playbooks/site.yml`` installs, serves and verifies the container on that host like any
 fleet host (the rollout tests' offline variables), and ``remove.yml`` leaves no container.
@@ -46,6 +49,24 @@ graphroot = "/run/containers/graph"
 """
 
 
+def cgroup_mounts_script(mounts: str) -> str:
+    """Shell commands that mount this machine's cgroup hierarchies (from its /proc/self/mounts) the same way."""
+    lines = []
+    for line in mounts.splitlines():
+        _dev, point, kind, options, *_ = line.split()
+        if kind == "tmpfs" and point == "/sys/fs/cgroup":
+            lines.append("mount -t tmpfs -o mode=0755 tmpfs /sys/fs/cgroup")
+        elif kind == "cgroup2" and point.startswith("/sys/fs/cgroup"):
+            lines += [f"mkdir -p {point}", f"mount -t cgroup2 cgroup2 {point}"]
+        elif kind == "cgroup" and point.startswith("/sys/fs/cgroup/"):
+            flags = {"rw", "ro", "relatime", "nosuid", "nodev", "noexec"}
+            subsystems = [o for o in options.split(",") if o not in flags]
+            if all(o.startswith("name=") for o in subsystems):
+                subsystems.insert(0, "none")
+            lines += [f"mkdir -p {point}", f"mount -t cgroup -o {','.join(subsystems)} cgroup {point}"]
+    return " && ".join(lines)
+
+
 def _play(inventory: Path, playbook: str) -> tuple[int, str]:
     done = subprocess.run(playbook_argv(inventory, playbook), cwd=REPO_ROOT, env=playbook_env(),
                           capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
@@ -70,6 +91,15 @@ def test_a_fleet_host_serves_the_container_from_a_pre_staged_archive(fleet_facto
                    f"dest=/etc/containers/storage.conf mode=0644 content={json.dumps(STORAGE_CONF)}")  # fmt: skip
     assert not copied[HOST].get("failed"), copied
 
+    # As started, the host has no cgroup filesystem: refused before any change, with the fix.
+    rc, out = _play(fleet.inventory_path, "site.yml")
+    assert rc != 0
+    assert "podman cannot start the server's container here: no cgroup filesystem is mounted at /sys/fs/cgroup" in out
+    assert "Fix: mount the cgroup hierarchy" in out
+    assert host_command(fleet.inventory_path, HOST, "test -e /opt/tfsim")[HOST]["rc"] != 0
+
+    mounted = host_command(fleet.inventory_path, HOST, cgroup_mounts_script(Path("/proc/self/mounts").read_text()))
+    assert mounted[HOST]["rc"] == 0, mounted
     rc, out = _play(fleet.inventory_path, "site.yml")
 
     assert rc == 0, out[-6000:]

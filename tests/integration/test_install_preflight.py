@@ -66,7 +66,7 @@ def run_preflight(tmp_path: Path, extra: dict) -> subprocess.CompletedProcess:
         (
             {"triton_install_method": "container", "triton_install_plan": JETSON_PLAN},
             [
-                "triton_install_method=container runs the server with None",
+                "triton_install_method=container runs the server with no engine",
                 "the engines that can start a container on this host are [] (triton_host.container_engines)",
                 "Supported: docker or podman that can run here",
                 "Rerun preflight with triton_install_method=container",

@@ -32,6 +32,7 @@ STATUS_NO_SYS_RESOURCE = "Name:\tcat\nCapInh:\t0000000000000000\nCapEff:\t000001
 STATUS_FULL = "CapEff:\t000001ffffffffff\n"
 
 HERE = {
+    "live": True,
     "cgroup_layout": "hybrid",
     "unified_controllers": ["hugetlb"],
     "pid1": "process_api",
@@ -194,8 +195,21 @@ def test_podman_on_a_systemd_host_keeps_its_defaults():
     assert engine["can_run"] is True
 
 
+def test_the_running_host_without_a_cgroup_filesystem_is_refused_with_the_fix():
+    """A simulated fleet host: `ip netns exec` gives it a /sys of its own, without the cgroup mounts."""
+    host = dict(HERE, cgroup_layout=None, unified_controllers=[])
+    for engine in (
+        tce.podman_engine("/usr/bin/podman", None, {}, host),
+        tce.docker_engine("/usr/bin/docker", None, {}, True, host),
+    ):
+        assert engine["can_run"] is False
+        (problem,) = engine["problems"]
+        assert "no cgroup filesystem is mounted at /sys/fs/cgroup" in problem
+        assert "Supported: cgroup v2, v1 or the hybrid" in problem and "Fix: mount the cgroup hierarchy" in problem
+
+
 def test_not_the_running_host_is_not_judged():
-    host = dict(HERE, cgroup_layout=None, hard_limits={"nofile": None, "nproc": None}, sys_resource=None)
+    host = dict(HERE, live=False, cgroup_layout=None, hard_limits={"nofile": None, "nproc": None}, sys_resource=None)
     assert tce.podman_engine("/usr/bin/podman", None, {}, host)["can_run"] is None
     assert tce.docker_engine("/usr/bin/docker", None, {}, None, host)["can_run"] is None
 

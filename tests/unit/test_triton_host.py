@@ -604,4 +604,4 @@ def test_service_manager_is_a_fact(tmp_path: Path):
 def test_container_host_reads_this_machines_pid_max():
     """sysctl files refuse a large read buffer: the probe must still get pid_max (it caps podman's nproc)."""
     expected = int(Path("/proc/sys/kernel/pid_max").read_text())
-    assert th.probe_container_host(Path("/"))["pid_max"] == expected
+    assert th.probe_container_host(Path("/"), live=True)["pid_max"] == expected
