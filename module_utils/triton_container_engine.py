@@ -396,7 +396,7 @@ def docker_engine(
         "ulimits": ulimits,
         "global_args": [],
         "run_args": [*run_args, *ulimit_args(ulimits)],
-        "can_run": None if _unknown(host) and not problems else not problems,
+        "can_run": None if (_unknown(host) or daemon_running is None) and not problems else not problems,
         "problems": problems,
         "notes": notes,
     }

@@ -107,8 +107,9 @@ def test_a_fleet_host_serves_the_container_from_a_pre_staged_archive(fleet_facto
     report = json.loads((report_dir / HOST / "verify.json").read_text())
     assert report["verdict"] == "passed", report["findings"]
     assert {m["name"]: m["kinds"] for m in report["models"]} == {"add_sub": ["KIND_CPU"], "scale": ["KIND_CPU"]}
-    inside = host_command(fleet.inventory_path, HOST, "podman ps --no-trunc --format '{{.Names}} {{.ImageID}}'")
-    assert inside[HOST]["stdout"].split() == ["tfsim-tritonserver", image.image_id], inside
+    # JSON: a Go template's braces would be Ansible's to render.
+    (running,) = json.loads(host_command(fleet.inventory_path, HOST, "podman ps --format json")[HOST]["stdout"])
+    assert (running["Names"], running["ImageID"]) == (["tfsim-tritonserver"], image.image_id), running
 
     rc, again = _play(fleet.inventory_path, "site.yml")
     recap = {m["host"]: int(m["changed"]) for m in RECAP_RE.finditer(again)}
