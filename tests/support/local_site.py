@@ -5,6 +5,8 @@
 ports and a throwaway service account, so a test or benchmark never touches a real deployment of
 this machine (``make site``) or another test's. Used by the container tests and benchmarks.
 
+``private_site_vars(base, http_port, user, uid)``
+    the paths, ports and account of such a deployment (for inventories of their own).
 ``LocalSite(base, http_port, user, uid, extra_vars)``
     writes ``base/vars.yml``; ``play(playbook, *args, extra=None)`` runs ``playbooks/<playbook>``
     with it and returns the CompletedProcess; ``changed(result)`` reads the recap.
@@ -25,6 +27,32 @@ VENV_BIN = REPO_ROOT / ".venv" / "bin"
 EXAMPLES = REPO_ROOT / "examples" / "model_repository"
 
 
+def private_site_vars(base: Path, http_port: int, user: str, uid: int) -> dict[str, Any]:
+    """Variables that keep a deployment on this machine to itself: paths under ``base``, its ports
+    (HTTP, then gRPC and metrics on the next two), a throwaway account with a fixed uid (a real
+    deployment's ``tritonserver`` user is neither touched nor able to block usermod)."""
+    return {
+        "triton_install_prefix": str(base / "opt"),
+        "triton_models_root": str(base / "models"),
+        "triton_models_build_dir": str(base / "build"),
+        "triton_models_src": str(EXAMPLES),
+        "triton_service_user": user,
+        "triton_service_group": user,
+        "triton_service_uid": uid,
+        "triton_service_gid": uid,
+        "triton_service_config_dir": str(base / "etc"),
+        "triton_service_state_dir": str(base / "state"),
+        "triton_service_log_dir": str(base / "log"),
+        "triton_service_home": str(base / "home"),
+        "triton_service_run_dir": str(base / "run"),
+        "triton_service_http_address": "127.0.0.1",
+        "triton_service_grpc_address": "127.0.0.1",
+        "triton_service_http_port": http_port,
+        "triton_service_grpc_port": http_port + 1,
+        "triton_service_metrics_port": http_port + 2,
+    }
+
+
 class LocalSite:
     """One private deployment: its base directory, ports, account and the playbook runner."""
 
@@ -33,24 +61,7 @@ class LocalSite:
         self.http_port = http_port
         self.url = f"http://127.0.0.1:{http_port}"
         self.vars = {
-            "triton_install_prefix": str(base / "opt"),
-            "triton_models_root": str(base / "models"),
-            "triton_models_build_dir": str(base / "build"),
-            "triton_models_src": str(EXAMPLES),
-            "triton_service_user": user,
-            "triton_service_group": user,
-            "triton_service_uid": uid,
-            "triton_service_gid": uid,
-            "triton_service_config_dir": str(base / "etc"),
-            "triton_service_state_dir": str(base / "state"),
-            "triton_service_log_dir": str(base / "log"),
-            "triton_service_home": str(base / "home"),
-            "triton_service_run_dir": str(base / "run"),
-            "triton_service_http_address": "127.0.0.1",
-            "triton_service_grpc_address": "127.0.0.1",
-            "triton_service_http_port": http_port,
-            "triton_service_grpc_port": http_port + 1,
-            "triton_service_metrics_port": http_port + 2,
+            **private_site_vars(base, http_port, user, uid),
             "triton_service_ready_timeout": 90,
             "triton_service_remove_paths": [str(base / "opt"), str(base / "models")],
             "triton_verify_report_dir": str(base / "reports"),
