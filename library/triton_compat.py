@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from ansible.module_utils.triton_compat import (
+    CONTAINER_ENGINE_CHOICES,
     ENABLE_GPU_CHOICES,
     GPU_BUILD_CHOICES,
     METHODS,
@@ -68,6 +69,15 @@ options:
     type: str
     default: auto
     choices: [auto, gpus, cdi, runtime]
+  container_engine:
+    description:
+      - Engine of the container method. C(auto) takes the first of docker and podman that can start a container on
+        the host (C(triton_host.container_engines[].can_run)); C(docker) or C(podman) pins one.
+      - The plan is refused when no such engine can run, or when a GPU plan's hand-over (C(--gpus), C(--runtime
+        nvidia), CDI) lacks what it needs on the host (docs/containers.md).
+    type: str
+    default: auto
+    choices: [auto, docker, podman]
   jetson_pinned_memory_pool_bytes:
     description: Pinned memory pool of a Jetson GPU plan (it comes out of the board's unified RAM).
     type: int
@@ -133,6 +143,10 @@ ansible_facts:
           description: Tag of I(container_image).
           type: str
           sample: 24.10-py3
+        container_engine:
+          description: Engine that runs the server's container (container method only, else null).
+          type: str
+          choices: [docker, podman]
         cuda_version:
           description: CUDA version of the build; null when unverified in the matrix.
           type: str
@@ -234,6 +248,7 @@ ARGUMENT_SPEC = {
     "gpus": {"type": "list", "elements": "int", "default": []},
     "gpu_build": {"type": "str", "default": "auto", "choices": list(GPU_BUILD_CHOICES)},
     "container_gpu_mode": {"type": "str", "default": "auto", "choices": list(CONTAINER_GPU_MODES)},
+    "container_engine": {"type": "str", "default": "auto", "choices": list(CONTAINER_ENGINE_CHOICES)},
     "jetson_pinned_memory_pool_bytes": {"type": "int", "default": JETSON_POOL_BYTES},
     "jetson_cuda_memory_pool_bytes": {"type": "int", "default": JETSON_POOL_BYTES},
     "matrix_path": {"type": "path", "required": True},
@@ -254,6 +269,7 @@ def run(params: dict, check_mode: bool) -> dict:
             params["gpu_build"],
             params["container_gpu_mode"],
             {"pinned": params["jetson_pinned_memory_pool_bytes"], "cuda": params["jetson_cuda_memory_pool_bytes"]},
+            params["container_engine"],
         )
     except CompatError as err:
         raise ModuleFailure(str(err), wrong=err.wrong, found=err.found, supported=err.supported, todo=err.todo) from err

@@ -10,12 +10,12 @@ module: triton_host_facts
 short_description: Gather the triton_host facts of a Jetson, x86 dGPU or CPU-only host
 description:
   - Reads files under O(root) (L4T release, device tree, dpkg status, NVIDIA driver version files,
-    CUDA and TensorRT versions, container runtimes) and, when O(root) is C(/) and an NVIDIA driver
-    is loaded, queries NVML through nvidia-ml-py, to return C(ansible_facts.triton_host) with the
-    schema of docs/architecture.md.
+    CUDA and TensorRT versions, container engines and their configuration, cgroup layout and limits)
+    and, when O(root) is C(/) and an NVIDIA driver is loaded, queries NVML through nvidia-ml-py, to
+    return C(ansible_facts.triton_host) with the schema of docs/architecture.md.
   - Every key is always present, C(null) or C([]) when unknown; C(reasons) says what was read where.
   - Missing NVML (Jetson before JetPack 7, CPU hosts) is reported in C(nvml.reason), not as a failure.
-  - Starts no subprocess and changes nothing on the host.
+  - Starts no subprocess and changes nothing on the host (a docker daemon socket is only connected to).
 version_added: "0.1.0"
 author: tritonfleet
 options:
@@ -166,16 +166,37 @@ ansible_facts:
           type: dict
           sample: {usable: false, reason: "not queried: root is not /", driver_version: null}
         container_engines:
-          description: Container engines found, as C(name) and C(path).
+          description:
+            - Container engines found, each with the settings tritonfleet would run the server's container with
+              on this host (module_utils/triton_container_engine.py, docs/containers.md).
+            - C(default_runtime) and C(default_cgroup_manager) are what the engine would use by itself;
+              C(runtime), C(cgroup_manager), C(ulimits), C(global_args) and C(run_args) what tritonfleet uses.
+            - C(can_run) is whether it can start a container here (null when the root is not the running host);
+              C(problems) says why not in four parts, C(notes) which engine default tritonfleet works around.
           type: list
           elements: dict
-          sample: [{name: docker, path: /usr/bin/docker}]
+          sample:
+            - name: podman
+              path: /usr/bin/podman
+              version: 4.3.1
+              default_runtime: crun
+              runtime: runc
+              runtimes: [crun, runc]
+              default_cgroup_manager: cgroupfs
+              cgroup_manager: cgroupfs
+              ulimits: {nofile: 20000, nproc: 32768}
+              global_args: [--runtime, runc, --cgroup-manager, cgroupfs]
+              run_args: [--ulimit, "nofile=20000:20000", --ulimit, "nproc=32768:32768"]
+              can_run: true
+              problems: []
+              notes: ["podman: by default crun refuses this hybrid cgroup layout ...; tritonfleet runs it with runc"]
         nvidia_container_runtime:
           description:
             - C(present) when an NVIDIA container runtime or toolkit binary exists.
             - C(paths) lists those binaries, then CDI spec files under /etc/cdi and /var/run/cdi.
+            - C(cdi_specs) lists the CDI spec files alone.
           type: dict
-          sample: {present: true, paths: [/usr/bin/nvidia-ctk, /etc/cdi/nvidia.yaml]}
+          sample: {present: true, paths: [/usr/bin/nvidia-ctk, /etc/cdi/nvidia.yaml], cdi_specs: [/etc/cdi/nvidia.yaml]}
         service_manager:
           description:
             - C(systemd) when systemd manages the host's services (the rule of Ansible's C(service_mgr) fact),

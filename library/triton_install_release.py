@@ -7,8 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.triton_container_spec import container_run_argv
-from ansible.module_utils.triton_install import build_request, install_release
+from ansible.module_utils.triton_install import build_request, container_argv, install_release
 from ansible.module_utils.triton_install_errors import ChecksumError, InstallError
 from ansible.module_utils.triton_wheel_venv import wheel_venv_commands
 
@@ -17,8 +16,12 @@ module: triton_install_release
 short_description: Install one Triton server release atomically under a prefix
 description:
   - Stages the release from a pytriton wheel (installed in a venv), a release tarball, a build.py
-    install tree, or writes a container run specification, into
+    install tree, or (C(container)) makes the image present and writes its run specification, into
     C(<prefix>/releases/.staging-<version>-<random>).
+  - C(container) pulls a registry image only when the engine lacks it, or loads an archive after checking
+    its sha256 (also in check mode, before any change); the image must declare the plan's server version
+    (NGC's C(com.nvidia.tritonserver.version) label or C(TRITON_SERVER_VERSION)); the release records the
+    image id, and is reinstalled when the engine no longer holds that image (docs/containers.md).
   - Verifies the staged tree (C(bin/tritonserver), the server version, GPU build against the plan),
     writes C(manifest.json) last, renames the staging dir to C(<prefix>/releases/<version>), points
     C(<prefix>/current) at it and keeps the newest O(keep_releases) releases.
@@ -52,7 +55,9 @@ options:
       - C(wheel) the venv's site-packages dir holding C(pytriton/tritonserver); C(source) the build's install dir.
     type: path
   archive:
-    description: C(tarball) the release archive on the host.
+    description:
+      - C(tarball) the release archive on the host.
+      - C(container) the downloaded image archive, deleted on a checksum mismatch with O(remove_bad_archive).
     type: path
   sha256:
     description: C(tarball) the archive's expected sha256.
@@ -105,8 +110,10 @@ options:
     default: {}
   container:
     description:
-      - C(container) run options (engine, name, models_root, ports, shm_size); the GPU flags and the environment
-        come from the plan's C(runtime) section.
+      - C(container) run options; the GPU flags and the environment come from the plan's C(runtime) section.
+      - Keys C(engine) (the plan's C(container_engine)), C(source) (a registry source with C(type) and C(image), or an
+        archive source with C(type), C(path), C(sha256), C(url) and C(image); see C(triton_install_container_source)),
+        C(name), C(user), C(models_root) (mounted read-only at the same path) and C(shm_size).
     type: dict
     default: {}
 attributes:
@@ -206,11 +213,15 @@ def main() -> None:
                 "package index (or triton_install_pip_extra_args) is reachable, then rerun.",
                 rc=rc,
             )
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        return module.run_command(argv)
+
     try:
         request = build_request(module.params)
-        result = install_release(request, module.check_mode)
+        result = install_release(request, module.check_mode, run)
     except ChecksumError as exc:
-        if module.params["remove_bad_archive"]:
+        if module.params["remove_bad_archive"] and module.params["archive"]:
             module.add_cleanup_file(module.params["archive"])
         module.fail_json(msg=str(exc), path=module.params["archive"])
     except InstallError as exc:
@@ -223,7 +234,7 @@ def main() -> None:
         )
     result["current"] = str(Path(module.params["prefix"]) / "current")
     result["container_argv"] = (
-        container_run_argv(request["container_spec"]) if module.params["method"] == "container" else None
+        container_argv(Path(result["release_dir"])) if module.params["method"] == "container" else None
     )
     if venv_commands:
         result["actions"] = [" ".join(argv) for argv in venv_commands] + result["actions"]

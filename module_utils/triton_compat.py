@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 import yaml
+from ansible.module_utils.triton_container_engine import SUPPORTED_ENGINES
 from ansible.module_utils.triton_host import gpu_compute_capability
 from ansible.module_utils.triton_runtime import CONTAINER_GPU_MODES, JETSON_POOL_BYTES, runtime_section
 from ansible.module_utils.triton_versions import parse_version_prefix, version_at_least, version_tuple
@@ -888,34 +889,6 @@ def _check_driver(
     )
 
 
-def _check_container(host: dict[str, Any], gpu_plan: bool, gpu_mode: str) -> None:
-    engines = [e.get("name") for e in host.get("container_engines") or []]
-    if not engines:
-        raise CompatError(
-            "install method container needs a container engine",
-            "triton_host.container_engines is empty (no docker, podman or nerdctl found)",
-            "the container method on hosts with docker, podman or nerdctl",
-            "install a container engine, or set triton_install_method: wheel, tarball or source",
-        )
-    runtime = host.get("nvidia_container_runtime") or {}
-    if gpu_plan and not runtime.get("present"):
-        raise CompatError(
-            "a GPU container plan needs the NVIDIA container runtime",
-            f"engines {', '.join(engines)} but no nvidia-container-runtime, nvidia-ctk or CDI spec "
-            "(triton_host.nvidia_container_runtime)",
-            "GPU containers run with the NVIDIA Container Toolkit (--runtime nvidia or CDI; Jetson: --runtime nvidia)",
-            "install nvidia-container-toolkit, or set triton_enable_gpu: false for a CPU container",
-        )
-    if gpu_plan and gpu_mode == "gpus" and host.get("platform") == "jetson":
-        raise CompatError(
-            "triton_container_gpu_mode is gpus on a Jetson host, where docker refuses --gpus",
-            f"triton_container_gpu_mode=gpus on {host.get('module_name') or host.get('board') or 'a Jetson'} "
-            "(triton_host.platform=jetson)",
-            "on Jetson the NVIDIA runtime (--runtime nvidia) or CDI devices (server issue #5641)",
-            "set triton_container_gpu_mode: auto, runtime or cdi",
-        )
-
-
 def _fixed_gpu_build(method: str, platform: str, requested: str) -> bool | None:
     """The server build's GPU support, where the artifact fixes it; None when the plan's GPU use decides.
 
@@ -960,6 +933,92 @@ def release_backends(matrix: dict[str, Any], row: dict[str, Any], method: str, a
     return None
 
 
+CONTAINER_ENGINE_CHOICES = ("auto", *SUPPORTED_ENGINES)
+
+
+def _gpu_handover_problem(engine: dict[str, Any], devices: list[str], host: dict[str, Any]) -> tuple[str, str] | None:
+    """What the plan's GPU flags for ``engine`` need that the host lacks: (found, fix), or None."""
+    tools = {path.rsplit("/", 1)[-1] for path in (host.get("nvidia_container_runtime") or {}).get("paths") or []}
+    cdi_specs = (host.get("nvidia_container_runtime") or {}).get("cdi_specs") or []
+    flags = " ".join(devices)
+    if "--gpus" in devices and "nvidia-container-runtime-hook" not in tools:
+        return (
+            f"{flags} for {engine['name']}, but no nvidia-container-runtime-hook (found: "
+            f"{', '.join(sorted(tools)) or 'none'})",
+            "install the NVIDIA Container Toolkit (nvidia-container-toolkit) and restart docker, whose --gpus "
+            "runs that hook, or set triton_container_gpu_mode: cdi",
+        )
+    if "--runtime" in devices and devices[devices.index("--runtime") + 1] not in engine.get("runtimes", []):
+        wanted = devices[devices.index("--runtime") + 1]
+        return (
+            f"{flags} for {engine['name']}, whose runtimes are {', '.join(engine.get('runtimes', [])) or 'none'}",
+            f"register the {wanted} runtime (nvidia-ctk runtime configure --runtime={engine['name']}) and restart "
+            f"{engine['name']}",
+        )
+    if any(arg.startswith("nvidia.com/gpu=") for arg in devices) and not cdi_specs:
+        return (
+            f"{flags} for {engine['name']}, but no CDI spec under /etc/cdi or /var/run/cdi",
+            "generate one: nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml (on Jetson add --mode=csv)",
+        )
+    return None
+
+
+def _container_engine(host: dict[str, Any], runtime: dict[str, Any], wanted: str, gpu_mode: str) -> dict[str, Any]:
+    """Choose the engine that runs the server's container (triton_host.container_engines); raise when none can.
+
+    ``wanted`` is auto (the first of docker, podman that can start a container here) or an engine
+    name. An engine whose ability is not judged (facts from a root that is not the running host)
+    counts as able. A GPU plan also needs what the engine's GPU flags (``runtime.container_devices``) use.
+    """
+    engines = host.get("container_engines") or []
+    found = (
+        "; ".join(
+            f"{e.get('name')} at {e.get('path')}: " + ("; ".join(e.get("problems") or []) or "can run containers")
+            for e in engines
+        )
+        or "triton_host.container_engines is empty (no docker, podman or nerdctl found)"
+    )
+    candidates = [
+        e
+        for e in engines
+        if e.get("name") in SUPPORTED_ENGINES and e.get("can_run") is not False and wanted in ("auto", e.get("name"))
+    ]
+    candidates.sort(key=lambda e: SUPPORTED_ENGINES.index(e["name"]))
+    if not candidates:
+        named = [e for e in engines if e.get("name") == wanted]
+        raise CompatError(
+            "install method container needs a container engine that can start the server's container"
+            + ("" if wanted == "auto" else f" ({wanted}, from triton_container_engine)"),
+            found,
+            "docker with a running daemon, or podman with an OCI runtime that works here (docs/containers.md)",
+            "fix what the engine's message names"
+            if named or (wanted == "auto" and engines)
+            else "install podman (apt-get install podman runc) or docker, or set triton_install_method: wheel, "
+            "tarball or source",
+        )
+    if host.get("platform") == "jetson" and gpu_mode == "gpus" and any(runtime["container_devices"].values()):
+        raise CompatError(
+            "triton_container_gpu_mode is gpus on a Jetson host, where docker refuses --gpus",
+            f"triton_container_gpu_mode=gpus on {host.get('module_name') or host.get('board') or 'a Jetson'} "
+            "(triton_host.platform=jetson)",
+            "on Jetson the NVIDIA runtime (--runtime nvidia) or CDI devices (server issue #5641)",
+            "set triton_container_gpu_mode: auto, runtime or cdi",
+        )
+    problems = []
+    for engine in candidates:
+        problem = _gpu_handover_problem(engine, list(runtime["container_devices"][engine["name"]]), host)
+        if problem is None:
+            return engine
+        problems.append(problem)
+    raise CompatError(
+        "the GPU plan's container cannot get the GPUs",
+        "; ".join(found for found, _ in problems) + " (triton_host.nvidia_container_runtime, container_engines)",
+        "docker --gpus with the NVIDIA Container Toolkit, --runtime nvidia registered with the engine, or CDI "
+        "devices from a CDI spec (docs/containers.md)",
+        f"{problems[0][1]}, or set triton_enable_gpu: false for a CPU container",
+    )
+
+
 def build_plan(
     host: dict[str, Any],
     matrix: dict[str, Any],
@@ -970,13 +1029,15 @@ def build_plan(
     gpu_build: str = "auto",
     container_gpu_mode: str = "auto",
     jetson_pool_bytes: dict[str, int] | None = None,
+    container_engine: str = "auto",
 ) -> dict[str, Any]:
     """Return the ``triton_plan`` dict for ``host`` (a ``triton_host`` facts dict).
 
     ``release`` is "YY.MM" or a server version, ``method`` one of METHODS, ``enable_gpu``
     "auto"/"true"/"false", ``gpus`` an optional pinned list of CUDA ids, ``gpu_build``
     "auto"/"true"/"false" (the server build's GPU support), ``container_gpu_mode`` one of
-    CONTAINER_GPU_MODES and ``jetson_pool_bytes`` ``{pinned, cuda}`` for Jetson GPU plans.
+    CONTAINER_GPU_MODES, ``jetson_pool_bytes`` ``{pinned, cuda}`` for Jetson GPU plans and
+    ``container_engine`` one of CONTAINER_ENGINE_CHOICES (the container method's engine).
     Raises CompatError for any combination the host cannot run.
     """
     platform = host.get("platform")
@@ -992,13 +1053,15 @@ def build_plan(
         or enable_gpu not in ENABLE_GPU_CHOICES
         or gpu_build not in GPU_BUILD_CHOICES
         or container_gpu_mode not in CONTAINER_GPU_MODES
+        or container_engine not in CONTAINER_ENGINE_CHOICES
     ):
         raise CompatError(
             "the install request is not valid",
             f"triton_install_method={method!r}, triton_enable_gpu={enable_gpu!r}, triton_gpu_build={gpu_build!r}, "
-            f"triton_container_gpu_mode={container_gpu_mode!r}",
+            f"triton_container_gpu_mode={container_gpu_mode!r}, triton_container_engine={container_engine!r}",
             f"methods {', '.join(METHODS)}; enable_gpu {', '.join(ENABLE_GPU_CHOICES)}; gpu_build "
-            f"{', '.join(GPU_BUILD_CHOICES)}; container GPU modes {', '.join(CONTAINER_GPU_MODES)}",
+            f"{', '.join(GPU_BUILD_CHOICES)}; container GPU modes {', '.join(CONTAINER_GPU_MODES)}; container "
+            f"engines {', '.join(CONTAINER_ENGINE_CHOICES)}",
             "set the variables to supported values",
         )
     pools = dict(jetson_pool_bytes or {"pinned": JETSON_POOL_BYTES, "cuda": JETSON_POOL_BYTES})
@@ -1035,8 +1098,6 @@ def build_plan(
         min_driver, _basis = required_driver(matrix, row)
         if selection["enable_gpu"]:
             _check_driver(matrix, host, row, method, selection["gpus"], notes)
-    if method == "container":
-        _check_container(host, selection["enable_gpu"], container_gpu_mode)
     tag = target["container_tag"]
     backends = None if platform == "jetson" else release_backends(matrix, row, method, host.get("arch"))
     if backends is None:
@@ -1045,6 +1106,21 @@ def build_plan(
             "checked against them once the release is installed (its manifest lists them)"
         )
     gpu_ids = [g["index"] for g in selection["gpus"]]
+    runtime = runtime_section(
+        platform,
+        selection["enable_gpu"],
+        gpu_ids,
+        _host_gpu_ids(host),
+        selection["enable_gpu"] if build_gpu is None else build_gpu,
+        target["min_compute_capability"],
+        selection["min_supported_compute_capability"],
+        container_gpu_mode,
+        pools,
+    )
+    engine = None
+    if method == "container":
+        engine = _container_engine(host, runtime, container_engine, container_gpu_mode)
+        notes += engine.get("notes") or []
     return {
         "release": row["release"],
         "server_version": row["server_version"],
@@ -1064,15 +1140,6 @@ def build_plan(
         "backends": backends,
         "matrix_version": matrix["matrix_version"],
         "notes": notes,
-        "runtime": runtime_section(
-            platform,
-            selection["enable_gpu"],
-            gpu_ids,
-            _host_gpu_ids(host),
-            selection["enable_gpu"] if build_gpu is None else build_gpu,
-            target["min_compute_capability"],
-            selection["min_supported_compute_capability"],
-            container_gpu_mode,
-            pools,
-        ),
+        "runtime": runtime,
+        "container_engine": engine["name"] if engine else None,
     }

@@ -1,10 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The container method: the run specification of an NGC image, which the service starts.
+"""The container method: how the server's container is run, as data the install writes and the service runs.
 
-No engine runs here: ``container_run_spec`` describes how to run the plan's image (engine, user,
-the plan's runtime devices and environment, the read-only model mount, ports, shared memory),
-``container_run_argv`` turns it into the engine's ``run`` argv ending with the image, and the
-service appends the server's command line (``triton_service.container_launch_argv``).
+``container_run_spec`` describes the run of the plan's image: the engine with the settings the
+host facts decided (``triton_host.container_engines``: path, global and run arguments), the image
+source, the container's name and non-root user, the plan's runtime devices and environment
+verbatim, the read-only model mount, shared memory and the stop timeout. The install adds the
+image id once the image is present (``triton_container_image``) and writes the spec with its
+``argv`` (:func:`container_run_argv`) to ``container.json``; the service appends the server's
+command line (``triton_service.container_launch_argv``) and runs it in the foreground.
 """
 
 from __future__ import annotations
@@ -12,79 +15,86 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ansible.module_utils.triton_container_image import engine_argv, image_source
 from ansible.module_utils.triton_install_errors import InstallError
+from ansible.module_utils.triton_service import EXIT_TIMEOUT_SECS
 
-CONTAINER_USER = "triton-server"  # the NGC image's non-root user
-ENGINES = ("docker", "podman")
+CONTAINER_USER = "triton-server"  # the NGC image's non-root user (server build.py: uid 1000)
+ENGINE_KEYS = ("name", "path", "global_args", "run_args")
+# The engine's stop (podman --replace, podman/docker stop) waits as long as the service manager:
+# Triton drains for up to --exit-timeout-secs before it exits.
+STOP_TIMEOUT = EXIT_TIMEOUT_SECS + 10
 
 
-def select_engine(host: Mapping[str, Any], wanted: str) -> dict[str, str]:
-    """Return ``{name, path}`` of the container engine to use (``wanted``: auto|docker|podman).
+def select_engine(host: Mapping[str, Any], name: str | None) -> dict[str, Any]:
+    """The record of engine ``name`` (the plan's ``container_engine``) from ``triton_host.container_engines``.
 
-    Reads ``triton_host.container_engines``. Raises InstallError when none fits.
+    Raises InstallError when the host does not list it or it cannot start a container here.
     """
-    engines = [e for e in host.get("container_engines") or [] if e.get("name") in ENGINES]
-    if wanted != "auto":
-        engines = [e for e in engines if e["name"] == wanted]
-    if not engines:
-        seen = ", ".join(e.get("name", "?") for e in host.get("container_engines") or []) or "none"
+    engines = host.get("container_engines") or []
+    found = next((e for e in engines if e.get("name") == name), None)
+    if found is None or found.get("can_run") is False:
+        seen = "; ".join(f"{e.get('name')}: {'; '.join(e.get('problems') or []) or 'can run'}" for e in engines)
         raise InstallError(
-            f"No usable container engine for the container install method (wanted {wanted}; "
-            f"triton_host.container_engines lists: {seen}). Supported engines: docker, podman. "
-            "Install docker or podman (with the NVIDIA container toolkit on GPU hosts), or pick another "
-            "triton_install_method."
+            f"The container engine {name!r} (triton_install_container_engine, from the plan's container_engine) "
+            f"cannot start the server's container on this host. Found: {seen or 'no engine'} "
+            "(triton_host.container_engines). Supported: docker or podman that can run containers here "
+            "(docs/containers.md). Rerun preflight with triton_install_method=container so the plan picks "
+            "one, or fix what the engine's message names."
         )
-    engines.sort(key=lambda e: ENGINES.index(e["name"]))
-    return {"name": engines[0]["name"], "path": engines[0].get("path") or engines[0]["name"]}
+    return {key: found.get(key) or ([] if key.endswith("_args") else found.get(key)) for key in ENGINE_KEYS}
 
 
 def container_run_spec(plan: Mapping[str, Any], host: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
-    """Build the container run specification for a plan: everything but the server's command line.
+    """Build the container run specification for a plan: everything but the image id and the server's command.
 
-    ``host`` is ``ansible_facts.triton_host``; ``options``: engine (auto|docker|podman), name,
-    models_root (host dir mounted read-only at the same path), ports (list of {name, address,
-    port, container_port}), shm_size. The image is the plan's; the GPU hand-over (engine
-    flags) and the environment are the plan's ``runtime.container_devices[engine]`` and
-    ``runtime.env`` + ``runtime.container_env``, verbatim. The service appends the server's
-    command line (``triton_service.container_launch_argv``).
+    ``host`` is ``ansible_facts.triton_host``; ``options``: engine (the plan's container_engine),
+    source (``triton_install_container_source``), name, user, models_root (mounted read-only at
+    the same path), shm_size. The GPU hand-over and the environment are the plan's
+    ``runtime.container_devices[engine]`` and ``runtime.env`` + ``runtime.container_env``, verbatim.
     """
-    engine = select_engine(host, str(options.get("engine", "auto")))
-    runtime = plan["runtime"]
-    if not plan.get("container_image"):
+    if not plan.get("container_image") and (options.get("source") or {}).get("type", "registry") == "registry":
         raise InstallError(
             f"The plan has no container image for this host (plan.container_image is null: platform "
             f"{plan.get('platform')}, JetPack {host.get('jetpack_version')}). NGC images exist for x86_64 and "
             "arm64 hosts and, on Jetson, for JetPack 6 (-igpu) and 7. Rerun preflight with "
             "triton_install_method=container, or use the tarball method on JetPack 4/5."
         )
-    if runtime["container_devices"][engine["name"]] and not (host.get("nvidia_container_runtime") or {}).get("present"):
-        raise InstallError(
-            f"The plan uses the GPU (platform {plan.get('platform')}) but no NVIDIA container runtime was found "
-            "(triton_host.nvidia_container_runtime.present is false). A GPU container needs the NVIDIA "
-            "container toolkit (nvidia-container-runtime / CDI). Install it, or set triton_enable_gpu=false."
-        )
+    engine = select_engine(host, options.get("engine") or plan.get("container_engine"))
+    runtime = plan["runtime"]
     models_root = str(options["models_root"])
     return {
-        "engine": engine["name"],
-        "engine_path": engine["path"],
+        "engine": engine,
+        "source": image_source(options.get("source") or {"type": "registry"}, plan.get("container_image")),
         "name": str(options.get("name", "tritonserver")),
-        "image": str(plan["container_image"]),
-        "user": CONTAINER_USER,
+        "user": str(options.get("user") or CONTAINER_USER),
+        "stop_timeout": STOP_TIMEOUT,
         "devices": list(runtime["container_devices"][engine["name"]]),
         "env": {**runtime["env"], **runtime["container_env"]},
         "mounts": [{"source": models_root, "target": models_root, "read_only": True}],
-        "ports": [dict(p) for p in options.get("ports") or []],
         "shm_size": str(options.get("shm_size", "256m")),
     }
 
 
 def container_run_argv(spec: Mapping[str, Any]) -> list[str]:
-    """Turn a run specification into the engine's ``run`` argv (foreground, ``--rm``), ending with the image."""
-    argv = [spec["engine_path"], "run", "--rm", "--name", spec["name"], "--user", spec["user"], *spec["devices"]]
+    """The foreground ``run`` of the server's container, ending with the image id (the service adds the command).
+
+    Named, removed on exit, read-only mounts, the host's network (the server binds the addresses
+    the service asks for; no container network is ever created), the image's non-root user, the
+    stop timeout, the facts' limits, the plan's devices and environment. podman replaces a stale
+    container of the same name itself; for docker the launcher removes it first
+    (``triton_container_image.remove_argv``).
+    """
+    engine = spec["engine"]
+    argv = engine_argv(engine, "run", "--rm", "--name", spec["name"])
+    if engine["name"] == "podman":
+        # The server's output goes straight to the service manager's log; podman's default log
+        # driver would also keep a copy in its storage that grows for as long as the server runs.
+        argv += ["--replace", "--log-driver", "passthrough"]
+    argv += ["--user", spec["user"], "--network", "host", "--stop-timeout", str(spec["stop_timeout"])]
+    argv += [*engine.get("run_args", []), *spec["devices"]]
     for key, value in sorted(spec["env"].items()):
-        argv += ["-e", f"{key}={value}"]
+        argv += ["--env", f"{key}={value}"]
     for mount in spec["mounts"]:
-        argv += ["-v", f"{mount['source']}:{mount['target']}{':ro' if mount.get('read_only') else ''}"]
-    for port in spec["ports"]:
-        argv += ["-p", f"{port['address']}:{port['port']}:{port['container_port']}"]
-    return [*argv, "--shm-size", spec["shm_size"], spec["image"]]
+        argv += ["--volume", f"{mount['source']}:{mount['target']}{':ro' if mount.get('read_only') else ''}"]
+    return [*argv, "--shm-size", str(spec["shm_size"]), str(spec["image_id"])]

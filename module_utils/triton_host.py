@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ansible.module_utils import triton_container_engine as tce
 from ansible.module_utils.triton_nvml import (
     NvmlLike,
     format_cuda_driver_version,
@@ -131,13 +133,20 @@ MODULE_NAMES: dict[str, str] = {
 L4T_CORE_PACKAGE = "nvidia-l4t-core"
 LIBC_PACKAGE = "libc6"
 TENSORRT_PACKAGES = ("tensorrt", "libnvinfer10", "libnvinfer8", "libnvinfer7")
-DPKG_PACKAGES = (L4T_CORE_PACKAGE, LIBC_PACKAGE, *TENSORRT_PACKAGES)
+ENGINE_PACKAGES = tuple(p for packages in tce.ENGINE_PACKAGES.values() for p in packages)
+DPKG_PACKAGES = (L4T_CORE_PACKAGE, LIBC_PACKAGE, *TENSORRT_PACKAGES, *ENGINE_PACKAGES)
 
 DPKG_ARCH_TO_MACHINE = {"amd64": "x86_64", "arm64": "aarch64", "armhf": "armv7l", "ppc64el": "ppc64le"}
 
 BIN_DIRS = ("usr/bin", "usr/local/bin", "bin")
 CONTAINER_ENGINES = ("docker", "podman", "nerdctl")
-NVIDIA_CONTAINER_TOOLS = ("nvidia-container-runtime", "nvidia-ctk", "nvidia-container-toolkit")
+# docker --gpus calls nvidia-container-runtime-hook (nvidia-container-toolkit in older toolkits).
+NVIDIA_CONTAINER_TOOLS = (
+    "nvidia-container-runtime",
+    "nvidia-ctk",
+    "nvidia-container-toolkit",
+    "nvidia-container-runtime-hook",
+)
 CDI_DIRS = ("etc/cdi", "var/run/cdi")
 SYSTEMD_CANARIES = ("run/systemd/system", "dev/.run/systemd", "dev/.systemd")
 
@@ -736,6 +745,108 @@ def probe_cdi_specs(root: Path) -> list[str]:
     ]
 
 
+def _socket_answers(path: str) -> bool:
+    """True when a unix socket at ``path`` accepts a connection (a daemon listens there)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int((text or "").strip())
+    except ValueError:
+        return None
+
+
+def probe_container_host(root: Path, live: bool) -> dict[str, Any]:
+    """What decides whether an engine can start a container: cgroup layout, PID 1, limits, runtimes.
+
+    Read from ``proc/self/*`` and ``proc/1/comm`` (this process describes the host only when
+    ``root`` is ``/``), ``sys/fs/cgroup/unified/cgroup.controllers`` and the OCI runtime binaries
+    podman searches; see ``triton_container_engine``.
+    """
+    mounts = read_text(root, "proc/self/mounts")[0]
+    layout = tce.parse_cgroup_layout(mounts)
+    controllers = (read_text(root, "sys/fs/cgroup/unified/cgroup.controllers")[0] or "").split()
+    runtime_paths = {}
+    for name, paths in tce.OCI_RUNTIME_PATHS.items():
+        hit = next((p for p in paths if exists_under(root, p.lstrip("/"))), None)
+        if hit:
+            runtime_paths[name] = hit
+    return {
+        "live": live,
+        "cgroup_layout": layout,
+        "unified_controllers": controllers if layout == "hybrid" else [],
+        "pid1": (read_text(root, "proc/1/comm")[0] or "").strip() or None,
+        "hard_limits": tce.parse_hard_limits(read_text(root, "proc/self/limits")[0]),
+        # sysctl files refuse a read buffer as large as MAX_READ_BYTES (ENOMEM).
+        "pid_max": _int_or_none(read_text(root, "proc/sys/kernel/pid_max", limit=64)[0]),
+        "sys_resource": tce.has_capability(read_text(root, "proc/self/status")[0], tce.CAP_SYS_RESOURCE),
+        "runtime_paths": runtime_paths,
+    }
+
+
+def probe_container_engines(
+    root: Path, host_root: bool, dpkg: dict[str, dict[str, str]], reasons: list[str]
+) -> list[dict[str, Any]]:
+    """Every container engine found, with the settings tritonfleet would run it with (``triton_container_engine``)."""
+    engines = []
+    found = find_binaries(root, CONTAINER_ENGINES)
+    host = probe_container_host(root, host_root) if found else {}
+    for item in found:
+        name, path = item["name"], item["path"]
+        version = tce.package_version(dpkg, name)
+        if name == "podman":
+            conf_files = [*tce.PODMAN_CONF_FILES]
+            conf_files += [
+                f"{tce.PODMAN_CONF_DIR}/{n}" for n in list_dir(root, tce.PODMAN_CONF_DIR) if n.endswith(".conf")
+            ]
+            conf = tce.merge_containers_conf([t for t in (read_text(root, f)[0] for f in conf_files) if t is not None])
+            extra = {
+                key.rsplit(".", 1)[1]: next((p for p in value if exists_under(root, p.lstrip("/"))), None)
+                for key, value in conf.items()
+                if key.startswith("engine.runtimes.") and isinstance(value, list)
+            }
+            paths = {**{k: v for k, v in extra.items() if v}, **host["runtime_paths"]}
+            engine = tce.podman_engine(path, version, conf, {**host, "runtime_paths": paths})
+        elif name == "docker":
+            daemon, why = tce.parse_daemon_json(read_text(root, tce.DOCKER_DAEMON_JSON)[0])
+            if why:
+                reasons.append(f"docker: {why}")
+            running = (
+                any(_socket_answers(f"/{s}") for s in tce.DOCKER_SOCKETS if exists_under(root, s))
+                if host_root
+                else None
+            )
+            engine = tce.docker_engine(path, version, daemon, running, host)
+        else:
+            engine = tce.unsupported_engine(name, path, version)
+        reasons.append(tce.engine_summary(engine))
+        engines.append(engine)
+    if host and host["cgroup_layout"] is None:
+        reasons.append(
+            "containers: no cgroup filesystem at /sys/fs/cgroup (/proc/self/mounts)"
+            if host_root
+            else "containers: engines not judged: no cgroup mounts in /proc/self/mounts under root"
+        )
+    elif host:
+        limits = ", ".join(f"{k} {v if v is not None else 'unlimited'}" for k, v in host["hard_limits"].items())
+        controllers = " ".join(host["unified_controllers"]) or "none"
+        runtimes = ", ".join(f"{k} {v}" for k, v in host["runtime_paths"].items()) or "none"
+        reasons.append(
+            f"containers: cgroup layout {host['cgroup_layout']} (/proc/self/mounts; cgroup2 controllers "
+            f"{controllers}), PID 1 {host['pid1']}, hard limits {limits} (/proc/self/limits), pid_max "
+            f"{host['pid_max']}, "
+            f"CAP_SYS_RESOURCE {host['sys_resource']}, OCI runtimes {runtimes}"
+        )
+    return engines
+
+
 def nvml_skip_reason(root: Path) -> str | None:
     """Why NVML should not be queried for ``root``, or None when it should.
 
@@ -854,7 +965,7 @@ def gather_host_facts(
         f"gpu_device_nodes_present={bool(control_nodes)}: "
         + (", ".join(control_nodes) if control_nodes else "none of " + ", ".join(f"/{n}" for n in GPU_CONTROL_NODES))
     )
-    engines = find_binaries(root, CONTAINER_ENGINES)
+    engines = probe_container_engines(root, host_root, dpkg, reasons)
     runtime_paths = [item["path"] for item in find_binaries(root, NVIDIA_CONTAINER_TOOLS)]
     cdi_specs = probe_cdi_specs(root)
     reasons.append(
@@ -883,7 +994,11 @@ def gather_host_facts(
         "tensorrt_version": probe_tensorrt(root, dpkg, reasons),
         "nvml": {"usable": nv["usable"], "reason": nv["reason"], "driver_version": nv["driver_version"]},
         "container_engines": engines,
-        "nvidia_container_runtime": {"present": bool(runtime_paths), "paths": runtime_paths + cdi_specs},
+        "nvidia_container_runtime": {
+            "present": bool(runtime_paths),
+            "paths": runtime_paths + cdi_specs,
+            "cdi_specs": cdi_specs,
+        },
         "service_manager": service_manager,
         "reasons": reasons,
     }

@@ -22,6 +22,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ansible.module_utils.triton_container_image import (
+    Runner,
+    check_image,
+    ensure_image,
+    inspect_image,
+    verify_image_archive,
+)
 from ansible.module_utils.triton_container_spec import container_run_argv, container_run_spec
 from ansible.module_utils.triton_install_errors import InstallError
 from ansible.module_utils.triton_release_lifecycle import (
@@ -51,6 +58,9 @@ from ansible.module_utils.triton_server_layout import (
     wheel_server_version,
 )
 from ansible.module_utils.triton_wheel_venv import wheel_request_paths
+
+# The container release's run specification, next to its manifest (read by the service and removal).
+CONTAINER_SPEC = "container.json"
 
 
 def _is_complete(directory: Path) -> bool:
@@ -84,17 +94,52 @@ def desired_identity(request: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def _stage(request: Mapping[str, Any], staging: Path) -> tuple[dict[str, Any], str | None]:
+def container_image_current(release: Path, run: Runner) -> bool:
+    """True when the engine still holds the image the container release at ``release`` runs (by id)."""
+    try:
+        spec = json.loads((release / CONTAINER_SPEC).read_text(encoding="utf-8"))
+        return inspect_image(spec["engine"], spec["image_id"], run) is not None
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def container_argv(release: Path) -> list[str] | None:
+    """The engine command line of the container release at ``release``; None before it is installed."""
+    try:
+        return list(json.loads((release / CONTAINER_SPEC).read_text(encoding="utf-8"))["argv"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _stage_container(request: Mapping[str, Any], staging: Path, run: Runner) -> tuple[dict[str, Any], str | None]:
+    """Make the image present (pull or load), hold it against the plan, write ``container.json`` with its id."""
+    spec = dict(request["container_spec"])
+    plan = request["plan"]
+    image, _ = ensure_image(spec["engine"], spec["source"], run, check_mode=False)
+    where = f"{image['reference']} ({spec['engine']['name']} image {image['id'][:12]})"
+    check_image(image, plan, where)
+    gpu_build = bool(plan["runtime"]["gpu_build"])
+    if image["gpu_build"] is not None and image["gpu_build"] != gpu_build:
+        raise InstallError(
+            f"The image {where} is {'a GPU' if image['gpu_build'] else 'a CPU-only'} build "
+            f"(TRITON_SERVER_GPU_ENABLED) but the plan expects {'a GPU' if gpu_build else 'a CPU-only'} build "
+            "(plan runtime.gpu_build). The install must be the build the plan was made for. Use the matching "
+            "image, or set triton_gpu_build to match it and rerun preflight; the running server is unchanged."
+        )
+    spec.update(image=image["reference"], image_id=image["id"])
+    spec["argv"] = container_run_argv(spec)
+    staging.mkdir(parents=True)
+    (staging / CONTAINER_SPEC).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+    # The image's backends/ stay inside the image: the manifest records the plan's (matrix) set.
+    info = {"gpu_build": gpu_build, "backends": plan.get("backends"), "cudart": [], "image_id": image["id"]}
+    return info, image["server_version"]
+
+
+def _stage(request: Mapping[str, Any], staging: Path, run: Runner) -> tuple[dict[str, Any], str | None]:
     """Fill ``staging`` for the request's method; return (inspection, detected server version)."""
     method = request["method"]
     if method == "container":
-        staging.mkdir(parents=True)
-        spec = dict(request["container_spec"], argv=container_run_argv(request["container_spec"]))
-        (staging / "container.json").write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
-        # The image's backends/ stay inside the image: the manifest records the plan's (matrix) set.
-        return {"gpu_build": True, "backends": request["plan"].get("backends"), "cudart": []}, str(
-            request["plan"]["server_version"]
-        )
+        return _stage_container(request, staging, run)
     wheel_version = None
     if method == "wheel":
         src = Path(request["src"])
@@ -113,30 +158,42 @@ def _stage(request: Mapping[str, Any], staging: Path) -> tuple[dict[str, Any], s
     return info, version
 
 
-def install_release(request: Mapping[str, Any], check_mode: bool) -> dict[str, Any]:
+def install_release(request: Mapping[str, Any], check_mode: bool, run: Runner | None = None) -> dict[str, Any]:
     """Make ``<prefix>/releases/<plan.server_version>`` the installed, current release.
 
     ``request`` keys: prefix, method, plan, source (what the manifest records), src (wheel
     site-packages dir or build install dir), archive + sha256 (tarball), container_spec
-    (container), python_bin_dir, python_version, keep_releases.
+    (container), python_bin_dir, python_version, keep_releases. ``run(argv) -> (rc, out, err)``
+    runs the container engine (container method only).
 
-    Order: remove leftovers of interrupted runs → stage into ``releases/.staging-<v>`` →
-    inspect and verify → write manifest.json last → rename into place → switch ``current`` →
-    prune. A failure removes the staging dir and leaves the previous release and link as they
-    were. In check mode nothing is written and the result says what would change.
-    Returns {changed, release_dir, manifest, actions}.
+    Order: (container: the image archive's checksum, before anything) → remove leftovers of
+    interrupted runs → stage into ``releases/.staging-<v>`` (container: pull or load the image,
+    hold it against the plan) → inspect and verify → write manifest.json last → rename into
+    place → switch ``current`` → prune. A failure removes the staging dir and leaves the previous
+    release and link as they were. In check mode nothing is written and the result says what
+    would change. Returns {changed, release_dir, manifest, actions}.
     """
     prefix = Path(request["prefix"])
     version = str(request["plan"]["server_version"])
     target = release_dir(prefix, version)
-    actions = [f"remove incomplete {p}" for p in remove_leftovers(prefix, check_mode, complete=_is_complete)]
     identity = desired_identity(request)
+    container = request["method"] == "container"
+    current = manifest_matches(target, identity) and (not container or container_image_current(target, run))
+    source = request["container_spec"]["source"] if container else {}
+    # Before any change, also in check mode; a URL archive that check mode did not download is
+    # checked by the real run.
+    if not current and source.get("type") == "archive" and (Path(source["path"]).exists() or not source.get("url")):
+        verify_image_archive(source)
+    actions = [f"remove incomplete {p}" for p in remove_leftovers(prefix, check_mode, complete=_is_complete)]
     manifest = complete_manifest(target)
-    if not manifest_matches(target, identity):
+    if not current:
         actions.append(f"install {request['method']} release {version} into {target}")
+        if check_mode and container:
+            spec = request["container_spec"]
+            actions += ensure_image(spec["engine"], spec["source"], run, check_mode=True)[1]
         if not check_mode:
-            manifest = _install_new(request, prefix, identity)
-    elif request["method"] != "container":
+            manifest = _install_new(request, prefix, identity, run)
+    elif not container:
         # Unchanged files, but the plan's build kind (triton_gpu_build) may have moved.
         check_release(inspect_release(target), version, request["plan"], str(target))
     if linked_release(prefix) != version or not (prefix / CURRENT_LINK).is_symlink():
@@ -148,12 +205,14 @@ def install_release(request: Mapping[str, Any], check_mode: bool) -> dict[str, A
     return {"changed": bool(actions), "release_dir": str(target), "manifest": manifest, "actions": actions}
 
 
-def _install_new(request: Mapping[str, Any], prefix: Path, identity: Mapping[str, Any] | None) -> dict[str, Any]:
+def _install_new(
+    request: Mapping[str, Any], prefix: Path, identity: Mapping[str, Any] | None, run: Runner | None
+) -> dict[str, Any]:
     version = str(request["plan"]["server_version"])
     staging = staging_dir(prefix, version)
     staging.parent.mkdir(parents=True, exist_ok=True)
     try:
-        info, _ = _stage(request, staging)
+        info, _ = _stage(request, staging, run)
         manifest = dict(identity or desired_identity(request) or {})
         manifest.update(
             {
@@ -164,7 +223,7 @@ def _install_new(request: Mapping[str, Any], prefix: Path, identity: Mapping[str
             }
         )
         if request["method"] == "container":
-            manifest["container_spec"] = "container.json"
+            manifest.update(container_spec=CONTAINER_SPEC, image_id=info["image_id"])
         write_manifest(staging, manifest)
         promote(prefix, staging, version)
         return manifest

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ansible.module_utils.triton_container_image import remove_argv
 from ansible.module_utils.triton_release_lifecycle import MANIFEST_NAME, ManifestError
 from ansible.module_utils.triton_release_lifecycle import read_manifest as lifecycle_read_manifest
 from ansible.module_utils.triton_runtime import RuntimeSectionError, plan_runtime
@@ -150,39 +151,35 @@ def server_argv(plan: Mapping[str, Any], options: Mapping[str, Any]) -> list[str
     return argv
 
 
-# Where NGC images install Triton, and the ports the server listens on inside the container
-# (the engine publishes them on the host addresses and ports of the run specification).
+# Where NGC images install Triton (server build.py: the install tree is copied to /opt/tritonserver).
 CONTAINER_RELEASE_DIR = "/opt/tritonserver"
-CONTAINER_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 
 
-def container_launch_argv(release_dir: Path, manifest: Mapping[str, Any], options: Mapping[str, Any]) -> list[str]:
-    """Return the engine argv that runs a ``container`` release with this plan's server flags.
+def container_launch(release_dir: Path, manifest: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``{argv, prepare}`` that run a ``container`` release with this plan's server command line.
 
     Reads the run specification ``triton_install`` wrote (``<release_dir>/<manifest.container_spec>``,
-    whose ``argv`` is the engine's ``run`` command ending with the image) and appends the
-    image's ``tritonserver`` with :func:`server_argv` for the image's layout, listening on
-    every address inside the container. Raises ServiceConfigError when the spec is unusable.
+    whose ``argv`` is the engine's foreground ``run`` ending with the image id) and appends the
+    image's ``tritonserver`` with :func:`server_argv` for the image's layout. The container shares
+    the host's network, so the server binds the addresses and ports the service asks for, as a
+    native one does. ``prepare`` removes a stale container of the same name first where the engine
+    cannot replace it itself (docker). Raises ServiceConfigError when the spec is unusable.
     """
     path = release_dir / str(manifest.get("container_spec") or "container.json")
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
         engine_argv = [str(arg) for arg in spec["argv"]]
-        if not engine_argv or engine_argv[-1] != spec["image"]:
-            raise ValueError(f"argv does not end with the image {spec['image']!r}")
+        if not engine_argv or engine_argv[-1] != spec["image_id"]:
+            raise ValueError(f"argv does not end with the image id {spec['image_id']!r}")
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ServiceConfigError(
             f"The container release's run specification {path} is unusable ({err}). "
-            "A container release holds the engine argv, ending with the image, written by triton_install. "
+            "A container release holds the engine argv, ending with the image id, written by triton_install. "
             "Rerun the triton_install role with triton_install_method=container."
         ) from err
-    inner = {
-        **options,
-        "release_dir": CONTAINER_RELEASE_DIR,
-        **{f"{name}_address": "0.0.0.0" for name in CONTAINER_PORTS},
-        **{f"{name}_port": port for name, port in CONTAINER_PORTS.items()},
-    }
-    return [*engine_argv, "tritonserver", *server_argv(options["plan"], inner)[1:]]
+    inner = {**options, "release_dir": CONTAINER_RELEASE_DIR}
+    prepare = [] if spec["engine"]["name"] == "podman" else [remove_argv(spec)]
+    return {"argv": [*engine_argv, *server_argv(options["plan"], inner)], "prepare": prepare}
 
 
 def server_env(plan: Mapping[str, Any], manifest: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, str]:

@@ -35,7 +35,7 @@ from ansible.module_utils.triton_service import (
     SYSTEM_PATH,
     ServiceConfigError,
     check_manifest,
-    container_launch_argv,
+    container_launch,
     read_manifest,
     server_argv,
     server_env,
@@ -151,7 +151,8 @@ def launcher_script(launch: Mapping[str, Any], settings: Mapping[str, Any]) -> s
     ``restricted_apis``, ``api_key_header``. The script reads the key and lists one
     ``--load-model`` per ``<repository>/*/config.pbtxt`` when it starts; a native release then
     runs the server with exactly ``launch['env']`` (``env -i``) as the service user (setpriv),
-    a container release runs the engine's argv (the image drops to its own user).
+    a container release runs ``launch['prepare']`` and then the engine's argv in the foreground
+    (the engine runs the server as the image's user).
     """
     quote = shlex.quote
     apis = ",".join(settings["restricted_apis"])
@@ -175,10 +176,12 @@ def launcher_script(launch: Mapping[str, Any], settings: Mapping[str, Any]) -> s
         "done",
     ]
     if launch.get("container"):
-        lines += [
-            "# Container release: the engine runs the image's server as its non-root triton-server user.",
-            "exec \\",
-        ]
+        lines.append("# Container release: the engine runs the image's server, in the foreground, as the image's user.")
+        prepare = launch.get("prepare") or []
+        if prepare:
+            lines.append("# A container left by a killed engine client would block the name; remove it first.")
+        lines += [" ".join(quote(arg) for arg in argv) + " >/dev/null 2>&1 || :" for argv in prepare]
+        lines.append("exec \\")
     else:
         lines.append("exec env -i \\")
         lines += [f"  {quote(f'{name}={value}')} \\" for name, value in sorted(launch["env"].items())]
@@ -200,8 +203,8 @@ def compute_launch(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any
 
     The release is ``release_dir`` when given (as triton_install publishes it in the same play),
     else ``<install_prefix>/current``; its manifest is ``manifest`` when given, else read from the
-    release's manifest.json. In check mode a release still to be installed yields None instead
-    of an error.
+    release's manifest.json. In check mode a release still to be installed (none yet, or one of
+    another install method than the plan's) yields None instead of an error.
     """
     if params.get("release_dir"):
         release_dir = Path(os.path.realpath(params["release_dir"]))
@@ -215,8 +218,21 @@ def compute_launch(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any
         manifest = read_manifest(release_dir)
     options = {**params, "release_dir": str(release_dir)}
     container = manifest.get("method") == "container"
+    planned = params["plan"].get("install_method")
+    if container != (planned == "container") and check_mode:
+        # The install of this run would replace the release (another method): nothing to compare yet.
+        return None
+    if container != (planned == "container"):
+        raise ServiceConfigError(
+            f"The release to serve ({release_dir}) was installed by method {manifest.get('method')}, but the plan "
+            f"is for method {planned} (triton_service_plan.install_method). The service runs what the plan says, "
+            "and renders its unit for it. Run playbooks/site.yml (preflight, then install) so both agree, or pass "
+            "the plan the release was installed for."
+        )
+    prepare: list[list[str]] = []
     if container:
-        argv = container_launch_argv(release_dir, manifest, options)
+        launch = container_launch(release_dir, manifest, options)
+        argv, prepare = launch["argv"], launch["prepare"]
         env = {"PATH": SYSTEM_PATH}
     else:
         argv = server_argv(params["plan"], options)
@@ -226,6 +242,7 @@ def compute_launch(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any
         "server_version": manifest["server_version"],
         "container": container,
         "argv": argv,
+        "prepare": prepare,
         "env": env,
     }
 

@@ -95,16 +95,33 @@ for path in /dev/nvhost-ctrl-gpu /dev/nvgpu/igpu0/ctrl /dev/nvidiactl /dev/nvmap
 done
 for dir in /usr/bin /usr/local/bin /bin; do
   [[ -L $dir ]] && continue
-  for name in docker podman nerdctl nvidia-container-runtime nvidia-ctk nvidia-container-toolkit; do
+  for name in docker podman nerdctl nvidia-container-runtime nvidia-ctk nvidia-container-toolkit \
+    nvidia-container-runtime-hook; do
     mark "$dir/$name"
   done
 done
+# Container engines: their configuration, the OCI runtimes podman searches, and what decides whether
+# a container can start here (cgroup mounts, PID 1, this shell's limits and capabilities, pid_max).
+for path in /usr/share/containers/containers.conf /etc/containers/containers.conf \
+  /etc/containers/containers.conf.d/*.conf /etc/docker/daemon.json \
+  /proc/1/comm /proc/self/limits /proc/sys/kernel/pid_max /sys/fs/cgroup/unified/cgroup.controllers; do
+  capture "$path"
+done
+for runtime in crun runc; do
+  for dir in /usr/bin /usr/sbin /usr/local/bin /usr/local/sbin /sbin /bin /run/current-system/sw/bin \
+    /usr/lib/cri-o-runc/sbin; do
+    [[ -L $dir ]] || mark "$dir/$runtime"
+  done
+done
+mkdir -p "$root/proc/self"
+grep -E '^[^ ]+ /sys/fs/cgroup[ /]' /proc/self/mounts >"$root/proc/self/mounts" || true
+grep -E '^(Name|Cap)' /proc/self/status >"$root/proc/self/status" || true
 [[ -L /bin ]] && capture /bin
 
 if [[ -r /var/lib/dpkg/status ]]; then
   mkdir -p "$root/var/lib/dpkg"
   awk -v RS= -v ORS='\n\n' \
-    '/^Package: (libc6|nvidia-l4t-core|tensorrt|libnvinfer10|libnvinfer8|libnvinfer7)\n/' \
+    '/^Package: (libc6|nvidia-l4t-core|tensorrt|libnvinfer10|libnvinfer8|libnvinfer7|podman|docker-ce|docker\.io|moby-engine)\n/' \
     /var/lib/dpkg/status >"$root/var/lib/dpkg/status"
 fi
 

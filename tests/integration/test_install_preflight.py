@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support.plans import base_host, jetson_host, make_plan
+from support.plans import base_host, jetson_host, make_plan, podman_engine, with_containers
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,9 @@ PLAY = """
 # Plans as preflight makes them (tests/support/plans.py runs the real triton_compat).
 CPU_PLAN = make_plan(base_host())
 JETSON_PLAN = make_plan(jetson_host("orin-jp6"), "24.10", "tarball")
-NO_ENGINE_HOST = {"container_engines": [], "nvidia_container_runtime": {"present": False, "paths": []}}
+NO_ENGINE_HOST = {"container_engines": [], "nvidia_container_runtime": {"present": False, "paths": [], "cdi_specs": []}}
+CONTAINER_HOST = with_containers(base_host(), runtime=False, engines=[podman_engine()])
+CPU_CONTAINER_PLAN = make_plan(CONTAINER_HOST, "24.10", "container")
 
 
 def run_preflight(tmp_path: Path, extra: dict) -> subprocess.CompletedProcess:
@@ -64,11 +66,23 @@ def run_preflight(tmp_path: Path, extra: dict) -> subprocess.CompletedProcess:
         (
             {"triton_install_method": "container", "triton_install_plan": JETSON_PLAN},
             [
-                "needs a container engine",
-                "lists []",
-                "Supported: docker, podman",
-                "no NVIDIA container runtime",
-                "Install nvidia-container-toolkit",
+                "triton_install_method=container runs the server with no engine",
+                "the engines that can start a container on this host are [] (triton_host.container_engines)",
+                "Supported: docker or podman that can run here",
+                "Rerun preflight with triton_install_method=container",
+            ],
+        ),
+        (
+            {
+                "triton_install_method": "container",
+                "triton_install_plan": CPU_CONTAINER_PLAN,
+                "triton_install_host": CONTAINER_HOST,
+                "triton_install_container_source": {"type": "archive", "path": "/srv/images/t.tar"},
+            },
+            [
+                "triton_install_container_source is {'type': 'archive', 'path': '/srv/images/t.tar'}",
+                "with url or path and its 64-hex-digit sha256",
+                "Set triton_install_container_source",
             ],
         ),
         (
@@ -80,7 +94,14 @@ def run_preflight(tmp_path: Path, extra: dict) -> subprocess.CompletedProcess:
             ["The install request is invalid", "plan server_version=missing", "Run the preflight first"],
         ),
     ],
-    ids=["wheel-on-aarch64", "tarball-without-checksum", "container-without-engine", "source-without-repo", "no-plan"],
+    ids=[
+        "wheel-on-aarch64",
+        "tarball-without-checksum",
+        "container-without-engine",
+        "container-archive-without-checksum",
+        "source-without-repo",
+        "no-plan",
+    ],
 )
 def test_bad_request_fails_before_any_change_and_says_why(tmp_path, extra, expected):
     result = run_preflight(tmp_path, extra)

@@ -3,7 +3,7 @@
 
 Methods run here: wheel (the real nvidia-pytriton wheel), tarball (built from the wheel
 release, from a file and from a loopback HTTP server), source (tests/fakes/build.py in a local
-git repository) and container (run spec only; no engine on this machine). The runtime venv is
+git repository) and container (podman with the image built on this machine). The runtime venv is
 shared by the session (``triton_install_venv_dir``), so pip runs once.
 """
 
@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 from ansible.module_utils.triton_elf import elf_rpath
+from ansible.module_utils.triton_host import gather_host_facts
+from support.container_images import tritonserver_image
 from support.plans import base_host, make_plan
 from support.server_checkout import fake_server_checkout
 from support.triton_dist import (
@@ -361,30 +363,41 @@ def test_source_method_check_mode_runs_build_py_dryrun(tmp_path: Path, server_re
 # ---------------------------------------------------------------------------------- container
 
 
-def test_container_method_writes_the_run_spec_and_manifest(tmp_path: Path) -> None:
+def test_container_method_makes_the_image_present_and_writes_the_run_spec(tmp_path: Path) -> None:
+    """With this machine's real facts and podman: the image the engine holds, checked and recorded by id."""
+    image = tritonserver_image()
+    host = gather_host_facts("/", None, nvml_reason="not needed")
+    plan = make_plan(host, "24.10", "container")
+    assert plan["container_engine"] == "podman"
     prefix = tmp_path / "prefix"
-    host = {"container_engines": [{"name": "podman", "path": "/usr/bin/podman"}],
-            "nvidia_container_runtime": {"present": False, "paths": []}, "jetpack_version": None}  # fmt: skip
-    extra = base_vars(prefix, triton_install_method="container", triton_install_host=host,
-                      triton_install_container_address="127.0.0.1")  # fmt: skip
+    extra = base_vars(prefix, triton_install_method="container", triton_install_host=host, triton_install_plan=plan,
+                      triton_install_container_source={"type": "registry", "image": image.reference})  # fmt: skip
     first = run_role(tmp_path, extra)
     assert first.rc == 0, first.out[-3000:]
     data = manifest(prefix)
-    assert (data["method"], data["container_spec"]) == ("container", "container.json")
+    assert (data["method"], data["container_spec"], data["image_id"]) == ("container", "container.json", image.image_id)
+    assert data["source"] == f"registry:{image.reference}" and data["gpu_build"] is True
     spec = json.loads((prefix / "current" / "container.json").read_text())
-    assert spec["engine"] == "podman" and spec["image"] == "nvcr.io/nvidia/tritonserver:24.10-py3"
+    assert spec["engine"]["name"] == "podman" and spec["engine"]["path"] == "/usr/bin/podman"
+    assert spec["engine"]["global_args"][:2] == ["--runtime", "runc"]
+    assert (spec["image"], spec["image_id"]) == (image.reference, image.image_id)
     assert spec["devices"] == [] and spec["env"] == {"CUDA_VISIBLE_DEVICES": "", "NVIDIA_VISIBLE_DEVICES": "void"}
-    assert spec["argv"][-1] == spec["image"]  # the service appends the server's command line
-    assert {(p["address"], p["port"]) for p in spec["ports"]} == {("127.0.0.1", 8000), ("127.0.0.1", 8001),
-                                                                  ("127.0.0.1", 8002)}  # fmt: skip
+    assert spec["argv"][-1] == image.image_id  # the service appends the server's command line
     again = run_role(tmp_path, extra)
     assert (again.rc, again.changed) == (0, 0), again.out[-3000:]
+    # A release for another server version is refused by what the image declares; nothing moves.
+    before = snapshot(prefix)
+    other = run_role(tmp_path, dict(extra, triton_install_plan=dict(plan, server_version="2.50.0", release="24.09")))
+    assert other.rc != 0
+    assert "is tritonserver 2.51.0 but the plan wants 2.50.0 (release 24.09)" in other.out
+    assert snapshot(prefix) == before
 
 
 def test_container_preflight_fails_before_any_change_without_an_engine(tmp_path: Path) -> None:
     prefix = tmp_path / "prefix"
-    host = {"container_engines": [], "nvidia_container_runtime": {"present": False, "paths": []}}
+    host = {"container_engines": [], "nvidia_container_runtime": {"present": False, "paths": [], "cdi_specs": []}}
     run = run_role(tmp_path, base_vars(prefix, triton_install_method="container", triton_install_host=host))
     assert run.rc != 0
-    assert "needs a container engine" in run.out and "Install docker or podman" in run.out
+    assert "the engines that can start a container on this host are []" in run.out
+    assert "Rerun preflight with triton_install_method=container" in run.out
     assert not prefix.exists()

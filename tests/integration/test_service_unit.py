@@ -19,9 +19,7 @@ pytestmark = pytest.mark.integration
 KEY = "k3yFromTheKeyFileOnlyXXXXXXXXXXXXXXXXXXXXXXXXXXX"
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("unit")
+def _render(base: Path, plan: dict) -> Path:
     launcher = base / "opt" / "bin" / "tritonfleet-serve"
     launcher.parent.mkdir(parents=True)
     launcher.write_text("#!/bin/sh\n")
@@ -38,9 +36,20 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "triton_service_log_dir": str(base / "log"),
             "triton_service_install_prefix": "/opt/tritonserver",
             "triton_service_model_repository": "/srv/tritonfleet/models/current",
+            "triton_service_plan": plan,
         },
     )
     return base
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _render(tmp_path_factory.mktemp("unit"), {"install_method": "wheel", "platform": "cpu"})
+
+
+@pytest.fixture(scope="module")
+def rendered_container(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _render(tmp_path_factory.mktemp("container-unit"), {"install_method": "container", "platform": "cpu"})
 
 
 def test_unit_passes_systemd_analyze_verify_without_warnings(rendered: Path):
@@ -93,3 +102,18 @@ def test_the_modules_verifier_accepts_the_unit_and_rejects_a_broken_one(rendered
     broken = (rendered / "tritonserver.service").read_text().replace("ExecStart=/", "ExecStart=")
     with pytest.raises(ServiceConfigError, match="Neither a valid executable name nor an absolute path"):
         verify(broken.encode())
+
+
+def test_container_unit_passes_systemd_analyze_and_leaves_the_sandbox_to_the_engine(rendered_container: Path):
+    unit = rendered_container / "tritonserver.service"
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == ""
+    lines = set(unit.read_text().splitlines())
+    assert f"ExecStart={rendered_container}/opt/bin/tritonfleet-serve" in lines
+    # The stop signal reaches the engine's client only, which hands it to the server in the container.
+    assert "KillMode=mixed" in lines and "TimeoutStopSec=40" in lines
+    # podman and docker need root's capabilities, the cgroup tree and their storage.
+    assert not {line.split("=")[0] for line in lines} & {
+        "CapabilityBoundingSet", "ProtectSystem", "NoNewPrivileges", "ProtectControlGroups", "ReadOnlyPaths",
+    }  # fmt: skip

@@ -12,6 +12,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from ansible.module_utils import triton_container_engine as tce
 from ansible.module_utils.triton_compat import build_plan, load_matrix
 
 MATRIX_PATH = Path(__file__).resolve().parents[2] / "roles" / "triton_platform" / "files" / "triton_matrix.yml"
@@ -55,7 +56,7 @@ def base_host(**over: Any) -> dict[str, Any]:
         "tensorrt_version": None,
         "nvml": {"usable": False, "reason": "libnvidia-ml.so.1 not found", "driver_version": None},
         "container_engines": [],
-        "nvidia_container_runtime": {"present": False, "paths": []},
+        "nvidia_container_runtime": {"present": False, "paths": [], "cdi_specs": []},
         "reasons": ["platform=cpu: no /etc/nv_tegra_release, no NVIDIA driver"],
     }
     host.update(over)
@@ -90,11 +91,45 @@ def dgpu_host(gpus: list[dict[str, Any]], driver: str | None = "560.35.03", **ov
     return host
 
 
-def with_containers(host: dict[str, Any], runtime: bool = True) -> dict[str, Any]:
-    host["container_engines"] = [{"name": "docker", "path": "/usr/bin/docker"}]
+# A host where engines run as root without systemd, unified cgroups and generous limits.
+CONTAINER_HOST = {
+    "cgroup_layout": "unified",
+    "unified_controllers": [],
+    "pid1": "init",
+    "hard_limits": {"nofile": 1048576, "nproc": 1048576},
+    "sys_resource": True,
+    "runtime_paths": {"runc": "/usr/bin/runc"},
+}
+NVIDIA_TOOLKIT = [
+    "/usr/bin/nvidia-container-runtime",
+    "/usr/bin/nvidia-ctk",
+    "/usr/bin/nvidia-container-toolkit",
+    "/usr/bin/nvidia-container-runtime-hook",
+]
+CDI_SPEC = "/etc/cdi/nvidia.yaml"
+
+
+def docker_engine(nvidia_runtime: bool = True, daemon_running: bool = True) -> dict[str, Any]:
+    """docker as triton_host_facts reports it (``triton_container_engine.docker_engine``)."""
+    daemon = {"runtimes": {"nvidia": {"path": "nvidia-container-runtime"}}} if nvidia_runtime else {}
+    return tce.docker_engine("/usr/bin/docker", "27.3.1", daemon, daemon_running, CONTAINER_HOST)
+
+
+def podman_engine(**host: Any) -> dict[str, Any]:
+    """podman as triton_host_facts reports it; ``host`` overrides the container host (e.g. runtime_paths={})."""
+    return tce.podman_engine("/usr/bin/podman", "4.3.1", {}, {**CONTAINER_HOST, **host})
+
+
+def with_containers(
+    host: dict[str, Any], runtime: bool = True, engines: list[dict[str, Any]] | None = None, cdi: bool = True
+) -> dict[str, Any]:
+    """``host`` with container engines (docker by default) and, with ``runtime``, the NVIDIA Container Toolkit."""
+    host["container_engines"] = engines if engines is not None else [docker_engine(nvidia_runtime=runtime)]
+    specs = [CDI_SPEC] if runtime and cdi else []
     host["nvidia_container_runtime"] = {
         "present": runtime,
-        "paths": ["/usr/bin/nvidia-container-runtime"] if runtime else [],
+        "paths": (NVIDIA_TOOLKIT if runtime else []) + specs,
+        "cdi_specs": specs,
     }
     return host
 

@@ -20,7 +20,16 @@ from ansible.module_utils.triton_compat import (
     resolve_release,
     toolkit_min_driver,
 )
-from support.plans import MATRIX_PATH, base_host, dgpu_host, gpu, jetson_host, with_containers
+from support.plans import (
+    MATRIX_PATH,
+    base_host,
+    dgpu_host,
+    docker_engine,
+    gpu,
+    jetson_host,
+    podman_engine,
+    with_containers,
+)
 
 PLAN_KEYS = {
     "backends",
@@ -42,6 +51,7 @@ PLAN_KEYS = {
     "matrix_version",
     "notes",
     "runtime",
+    "container_engine",
 }
 
 
@@ -878,10 +888,10 @@ def test_error_container_without_engine(matrix):
     err = raises(matrix, base_host(), "24.10", "container")
     assert_four_parts(
         err,
-        ["needs a container engine"],
+        ["needs a container engine that can start the server's container"],
         ["triton_host.container_engines is empty"],
-        ["docker, podman"],
-        ["install a container engine"],
+        ["docker with a running daemon, or podman"],
+        ["install podman (apt-get install podman runc) or docker"],
     )
 
 
@@ -890,10 +900,85 @@ def test_error_gpu_container_without_nvidia_runtime(matrix):
     err = raises(matrix, host, "24.10", "container")
     assert_four_parts(
         err,
-        ["needs the NVIDIA container runtime"],
-        ["engines docker", "triton_host.nvidia_container_runtime"],
-        ["NVIDIA Container Toolkit"],
-        ["install nvidia-container-toolkit", "triton_enable_gpu: false"],
+        ["the GPU plan's container cannot get the GPUs"],
+        ["--gpus all for docker, but no nvidia-container-runtime-hook", "triton_host.nvidia_container_runtime"],
+        ["docker --gpus with the NVIDIA Container Toolkit", "CDI"],
+        ["install the NVIDIA Container Toolkit", "triton_enable_gpu: false"],
+    )
+
+
+def test_container_engine_is_the_first_that_can_run(matrix):
+    """docker's client without a daemon (the development machine) leaves podman; docker wins when both can run."""
+    host = with_containers(base_host(), runtime=False, engines=[docker_engine(daemon_running=False), podman_engine()])
+    assert plan(matrix, host, method="container")["container_engine"] == "podman"
+    both = with_containers(base_host(), runtime=False, engines=[podman_engine(), docker_engine()])
+    assert plan(matrix, both, method="container")["container_engine"] == "docker"
+    assert plan(matrix, both, method="container", container_engine="podman")["container_engine"] == "podman"
+    assert plan(matrix, both)["container_engine"] is None
+
+
+def test_container_engine_workarounds_are_plan_notes(matrix):
+    hybrid = podman_engine(cgroup_layout="hybrid", unified_controllers=["hugetlb"],
+                           runtime_paths={"crun": "/usr/bin/crun", "runc": "/usr/bin/runc"})  # fmt: skip
+    result = plan(matrix, with_containers(base_host(), runtime=False, engines=[hybrid]), method="container")
+    assert any("tritonfleet runs it with --runtime runc" in note for note in result["notes"])
+
+
+def test_error_no_engine_can_run_names_each_engines_problem(matrix):
+    engines = [docker_engine(daemon_running=False), podman_engine(runtime_paths={})]
+    err = raises(matrix, with_containers(base_host(), runtime=False, engines=engines), "24.10", "container")
+    assert_four_parts(
+        err,
+        ["needs a container engine that can start the server's container"],
+        ["docker at /usr/bin/docker: docker cannot start", "its daemon is not running",
+         "podman at /usr/bin/podman: podman cannot start", "no OCI runtime is installed"],
+        ["docker with a running daemon"],
+        ["fix what the engine's message names"],
+    )  # fmt: skip
+
+
+def test_error_pinned_engine_that_cannot_run(matrix):
+    host = with_containers(base_host(), runtime=False, engines=[docker_engine(daemon_running=False), podman_engine()])
+    err = raises(matrix, host, "24.10", "container", container_engine="docker")
+    assert_four_parts(
+        err, ["(docker, from triton_container_engine)"], ["its daemon is not running"], ["docker"], ["fix"]
+    )
+
+
+def test_error_podman_gpu_plan_without_cdi_spec(matrix):
+    host = with_containers(dgpu_host([gpu(0, "NVIDIA L4", "8.9")]), engines=[podman_engine()], cdi=False)
+    err = raises(matrix, host, "24.10", "container")
+    assert_four_parts(
+        err,
+        ["cannot get the GPUs"],
+        ["--device nvidia.com/gpu=all for podman, but no CDI spec"],
+        ["CDI devices from a CDI spec"],
+        ["nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml"],
+    )
+    with_spec = with_containers(dgpu_host([gpu(0, "NVIDIA L4", "8.9")]), engines=[podman_engine()])
+    assert plan(matrix, with_spec, method="container")["runtime"]["container_devices"]["podman"] == [
+        "--device",
+        "nvidia.com/gpu=all",
+    ]
+
+
+def test_error_jetson_podman_without_a_cdi_spec(matrix):
+    host = with_containers(jetson_host("orin-jp6"), engines=[podman_engine()], cdi=False)
+    err = raises(matrix, host, "24.10", "container")
+    assert_four_parts(
+        err, ["cannot get the GPUs"], ["nvidia.com/gpu=all for podman, but no CDI spec"], ["CDI"], ["--mode=csv"]
+    )
+
+
+def test_error_jetson_docker_without_the_nvidia_runtime(matrix):
+    host = with_containers(jetson_host("orin-jp6"), engines=[docker_engine(nvidia_runtime=False)])
+    err = raises(matrix, host, "24.10", "container")
+    assert_four_parts(
+        err,
+        ["cannot get the GPUs"],
+        ["--runtime nvidia -e NVIDIA_VISIBLE_DEVICES=all for docker, whose runtimes are runc"],
+        ["--runtime nvidia registered with the engine"],
+        ["nvidia-ctk runtime configure --runtime=docker"],
     )
 
 

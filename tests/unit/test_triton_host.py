@@ -51,6 +51,9 @@ def test_fixture_facts_have_the_architecture_schema(host_dir: Path):
     assert facts["reasons"][0].startswith(f"platform={facts['platform']}: ")
     for gpu in facts["gpus"]:
         assert list(gpu) == GPU_KEYS
+    for engine in facts["container_engines"]:
+        assert list(engine) == ENGINE_KEYS
+    assert list(facts["nvidia_container_runtime"]) == ["present", "paths", "cdi_specs"]
     assert set(facts["nvml"]) == {"usable", "reason", "driver_version"}
     assert set(facts["os"]) == {"id", "version_id", "pretty_name", "glibc_version"}
 
@@ -87,6 +90,30 @@ SCHEMA_KEYS = [
     "reasons",
 ]
 GPU_KEYS = ["index", "name", "uuid", "pci_bus_id", "compute_capability", "memory_mib", "mig_mode", "integrated"]
+ENGINE_KEYS = [
+    "name",
+    "path",
+    "version",
+    "default_runtime",
+    "runtime",
+    "runtimes",
+    "default_cgroup_manager",
+    "cgroup_manager",
+    "ulimits",
+    "global_args",
+    "run_args",
+    "can_run",
+    "problems",
+    "notes",
+]
+
+
+def test_podman_fixture_captures_this_machine_kind():
+    """Debian 12 with podman, crun and runc, a hybrid cgroup layout, no systemd, hard limits below podman's."""
+    (podman,) = gather_fixture(FIXTURES / "x86-podman-hybrid-cgroups")["container_engines"]
+    assert (podman["default_runtime"], podman["runtime"], podman["cgroup_manager"]) == ("crun", "runc", "cgroupfs")
+    assert podman["can_run"] is True
+    assert podman["run_args"] == ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
 
 
 def test_fixture_device_tree_files_keep_their_real_format():
@@ -572,3 +599,9 @@ def test_service_manager_is_a_fact(tmp_path: Path):
     facts = th.gather_host_facts(fake_init_root(tmp_path, "systemd"), None, "x86_64", nvml_reason=NOT_QUERIED)
     assert facts["service_manager"] == "systemd"
     assert "service_manager=systemd: /proc/1/comm is systemd" in facts["reasons"]
+
+
+def test_container_host_reads_this_machines_pid_max():
+    """sysctl files refuse a large read buffer: the probe must still get pid_max (it caps podman's nproc)."""
+    expected = int(Path("/proc/sys/kernel/pid_max").read_text())
+    assert th.probe_container_host(Path("/"), live=True)["pid_max"] == expected

@@ -29,17 +29,24 @@ from ansible.module_utils.triton_server_layout import (
 )
 from ansible.module_utils.triton_source_build import source_build_argv, source_build_needed
 from fakes.minimal_elf import write_elf
-from support.plans import base_host, dgpu_host, gpu, jetson_host, make_plan, with_containers
+from support.plans import (
+    base_host,
+    dgpu_host,
+    docker_engine,
+    gpu,
+    jetson_host,
+    make_plan,
+    podman_engine,
+    with_containers,
+)
 
 # ----------------------------------------------------------------------------- plans and hosts
 
-DOCKER = {"name": "docker", "path": "/usr/bin/docker"}
-PODMAN = {"name": "podman", "path": "/usr/bin/podman"}
-NO_RUNTIME = {"present": False, "paths": []}
+DOCKER = docker_engine()
+PODMAN = podman_engine()
 CPU_HOST = with_containers(base_host(), runtime=False)
-DGPU_HOST = dict(
-    with_containers(dgpu_host([gpu(0, "NVIDIA L4", "8.9"), gpu(1, "NVIDIA L4", "8.9")])),
-    container_engines=[DOCKER, PODMAN],
+DGPU_HOST = with_containers(
+    dgpu_host([gpu(0, "NVIDIA L4", "8.9"), gpu(1, "NVIDIA L4", "8.9")]), engines=[DOCKER, PODMAN]
 )
 NANO_HOST = jetson_host("nano-jp4")
 JP5_HOST = jetson_host("xavier-jp5")
@@ -60,8 +67,13 @@ JP6_SOURCE_PLAN = make_plan(JP6_HOST, "24.10", "source")
 JP7_SOURCE_PLAN = make_plan(JP7_HOST, "26.02", "source")
 # A CPU plan for the user's own CPU-only x86 tarball (triton_gpu_build: false).
 CPU_ONLY_BUILD_PLAN = make_plan(DGPU_HOST, "24.10", "tarball", gpu_build="false")
-OPTIONS = {"models_root": "/srv/tritonfleet/models",
-           "ports": [{"name": "http", "address": "127.0.0.1", "port": 8000, "container_port": 8000}]}  # fmt: skip
+OPTIONS = {"models_root": "/srv/tritonfleet/models"}
+IMAGE_ID = "0fabea092a8e27ea3f9cdf19007b0fac4eb065f144597f01bf99e20c683c4557"
+
+
+def argv_of(spec: dict) -> list[str]:
+    """The engine command line once the install knows the image's id."""
+    return container_run_argv(dict(spec, image_id=IMAGE_ID))
 
 
 # ----------------------------------------------------------------------------- the build kind
@@ -119,19 +131,19 @@ def test_detect_server_version(method: str, info: dict, source: str, wheel: str 
 
 def test_container_cpu_host_has_no_gpu_flags() -> None:
     spec = container_run_spec(CPU_PLAN, CPU_HOST, OPTIONS)
-    argv = container_run_argv(spec)
-    assert spec["image"] == "nvcr.io/nvidia/tritonserver:24.10-py3"
+    argv = argv_of(spec)
+    assert spec["source"]["image"] == "nvcr.io/nvidia/tritonserver:24.10-py3"
     assert not {"--gpus", "--runtime", "--device"} & set(argv)
     assert spec["env"] == {"CUDA_VISIBLE_DEVICES": "", "NVIDIA_VISIBLE_DEVICES": "void"}
     assert argv[:7] == ["/usr/bin/docker", "run", "--rm", "--name", "tritonserver", "--user", "triton-server"]
+    assert argv[argv.index("--network") + 1] == "host" and argv[argv.index("--stop-timeout") + 1] == "40"
     assert "/srv/tritonfleet/models:/srv/tritonfleet/models:ro" in argv
-    assert "127.0.0.1:8000:8000" in argv
-    # The server's command line is the service's (triton_service.container_launch_argv).
-    assert argv[-3:] == ["--shm-size", "256m", "nvcr.io/nvidia/tritonserver:24.10-py3"]
+    # The server's command line is the service's (triton_service.container_launch); the image runs by id.
+    assert argv[-3:] == ["--shm-size", "256m", IMAGE_ID]
 
 
 def test_container_dgpu_docker_hands_over_every_gpu() -> None:
-    argv = container_run_argv(container_run_spec(DGPU_PLAN, DGPU_HOST, OPTIONS))
+    argv = argv_of(container_run_spec(DGPU_PLAN, DGPU_HOST, OPTIONS))
     # All GPUs: a subset would renumber the CUDA ids the plan and the model configs name.
     assert argv[argv.index("--gpus") + 1] == "all"
     assert "--runtime" not in argv and "CUDA_VISIBLE_DEVICES=" not in argv
@@ -140,24 +152,33 @@ def test_container_dgpu_docker_hands_over_every_gpu() -> None:
 
 def test_container_dgpu_podman_uses_cdi_devices() -> None:
     spec = container_run_spec(DGPU_PLAN, DGPU_HOST, dict(OPTIONS, engine="podman"))
-    argv = container_run_argv(spec)
-    assert argv[0] == "/usr/bin/podman"
+    argv = argv_of(spec)
+    assert argv[:5] == ["/usr/bin/podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
     assert [argv[i + 1] for i, a in enumerate(argv) if a == "--device"] == ["nvidia.com/gpu=all"]
     assert "--gpus" not in argv
 
 
 def test_container_cpu_plan_on_gpu_host_hides_every_gpu() -> None:
-    argv = container_run_argv(container_run_spec(DGPU_CPU_PLAN, DGPU_HOST, OPTIONS))
+    argv = argv_of(container_run_spec(DGPU_CPU_PLAN, DGPU_HOST, OPTIONS))
     assert not {"--gpus", "--runtime", "--device"} & set(argv)
     assert "CUDA_VISIBLE_DEVICES=" in argv and "NVIDIA_VISIBLE_DEVICES=void" in argv
 
 
 def test_container_jetson_jp6_uses_the_igpu_image_and_nvidia_runtime() -> None:
     spec = container_run_spec(JP6_PLAN, JP6_HOST, OPTIONS)
-    argv = container_run_argv(spec)
-    assert spec["image"].endswith(":24.10-py3-igpu")
+    argv = argv_of(spec)
+    assert spec["source"]["image"].endswith(":24.10-py3-igpu")
     assert argv[argv.index("--runtime") + 1] == "nvidia" and "--gpus" not in argv
     assert "NVIDIA_VISIBLE_DEVICES=all" in argv
+
+
+def test_container_jetson_with_podman_uses_cdi() -> None:
+    host = with_containers(jetson_host("orin-jp6"), engines=[podman_engine()])
+    plan = make_plan(host, "24.10", "container")
+    assert plan["container_engine"] == "podman"
+    argv = argv_of(container_run_spec(plan, host, OPTIONS))
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--device"] == ["nvidia.com/gpu=all"]
+    assert "--runtime" not in argv[argv.index("run") :] and "--gpus" not in argv
 
 
 def test_container_needs_the_plans_image() -> None:
@@ -168,18 +189,26 @@ def test_container_needs_the_plans_image() -> None:
 
 def test_container_jetson_jp7_sbsa_uses_the_standard_image() -> None:
     spec = container_run_spec(JP7_PLAN, JP7_HOST, OPTIONS)
-    assert spec["image"] == "nvcr.io/nvidia/tritonserver:26.02-py3"
+    assert spec["source"]["image"] == "nvcr.io/nvidia/tritonserver:26.02-py3"
     assert spec["devices"] == ["--runtime", "nvidia", "-e", "NVIDIA_VISIBLE_DEVICES=all"]
 
 
-def test_container_without_engine_fails_clearly() -> None:
-    with pytest.raises(InstallError, match=r"lists: none\)\. Supported engines: docker, podman\. Install"):
-        container_run_spec(CPU_PLAN, dict(CPU_HOST, container_engines=[]), OPTIONS)
+def test_container_engine_that_cannot_run_fails_clearly() -> None:
+    host = dict(CPU_HOST, container_engines=[docker_engine(daemon_running=False)])
+    with pytest.raises(InstallError) as raised:
+        container_run_spec(CPU_PLAN, host, OPTIONS)
+    message = str(raised.value)
+    assert message.startswith("The container engine 'docker' (triton_install_container_engine")
+    assert "Found: docker: docker cannot start the server's container here: its daemon is not running" in message
+    assert "Supported: docker or podman that can run containers here" in message
 
 
-def test_container_gpu_plan_without_nvidia_runtime_fails_clearly() -> None:
-    with pytest.raises(InstallError, match="no NVIDIA container runtime"):
-        container_run_spec(DGPU_PLAN, dict(DGPU_HOST, nvidia_container_runtime=NO_RUNTIME), OPTIONS)
+def test_container_mirror_and_archive_sources() -> None:
+    mirror = {"type": "registry", "image": "registry.example.com/nvidia/tritonserver:24.10-py3"}
+    assert container_run_spec(CPU_PLAN, CPU_HOST, dict(OPTIONS, source=mirror))["source"]["image"] == mirror["image"]
+    archive = {"type": "archive", "path": "/srv/images/t.tar", "sha256": "a" * 64}
+    spec = container_run_spec(dict(CPU_PLAN, container_image=None), CPU_HOST, dict(OPTIONS, source=archive))
+    assert spec["source"] == {**archive, "image": None, "url": None}
 
 
 # ----------------------------------------------------------------------------- build.py argv
@@ -468,16 +497,6 @@ def test_source_build_needed_follows_the_installed_manifest(tmp_path: Path) -> N
     install_release(request(prefix, fake_tree(tmp_path / "build")), check_mode=False)
     assert source_build_needed(prefix, CPU_SOURCE_PLAN, "repo@abc") is False
     assert source_build_needed(prefix, CPU_SOURCE_PLAN, "repo@def") is True
-
-
-def test_container_release_holds_the_spec(tmp_path: Path) -> None:
-    params = {"prefix": str(tmp_path / "p"), "method": "container", "plan": DGPU_CPU_PLAN, "source": "ngc",
-              "keep_releases": 3, "host": DGPU_HOST, "container": OPTIONS}  # fmt: skip
-    result = install_release(build_request(params), check_mode=False)
-    spec = json.loads((tmp_path / "p" / "current" / "container.json").read_text())
-    assert result["manifest"]["container_spec"] == "container.json" and result["manifest"]["gpu_build"] is True
-    assert spec["env"]["CUDA_VISIBLE_DEVICES"] == ""
-    assert spec["argv"] == container_run_argv(spec) and "CUDA_VISIBLE_DEVICES=" in spec["argv"]
 
 
 def test_build_request_refuses_an_incomplete_plan() -> None:

@@ -8,7 +8,7 @@ identical environment, server options, minimum compute capability and build kind
 
 - the service launcher (``triton_service.server_env`` / ``server_argv``),
 - the container run specification (``triton_container_spec.container_run_spec``) and the service's
-  container command (``triton_service.container_launch_argv``),
+  container command (``triton_service.container_launch``),
 - the preflight device check (the ``environment`` of roles/triton_platform/tasks/device_check.yml,
   rendered as Ansible renders it, and the check's minimum compute capability),
 - verification (``triton_verify_host.device_environment`` when no server runs),
@@ -29,7 +29,7 @@ from ansible.module_utils.triton_device_check import check_devices
 from ansible.module_utils.triton_install_errors import InstallError
 from ansible.module_utils.triton_model_config import parse_config, validate
 from ansible.module_utils.triton_server_inspect import check_release
-from ansible.module_utils.triton_service import container_launch_argv, server_argv, server_env
+from ansible.module_utils.triton_service import container_launch, server_argv, server_env
 from ansible.module_utils.triton_source_build import source_build_argv
 from ansible.module_utils.triton_verify_host import device_environment
 from jinja2.nativetypes import NativeEnvironment
@@ -54,6 +54,7 @@ SERVICE_OPTIONS = {
     "extra_args": ["--log-verbose=1"],
 }
 MANIFEST = {"server_version": "x", "gpu_build": True, "python_bin_dir": None}
+CONTAINER_OPTIONS = {"models_root": "/srv/m", "engine": "docker"}
 
 
 def _plans() -> list[Any]:
@@ -95,9 +96,9 @@ def test_every_process_gets_the_same_environment(planned):
     }
     assert all(env == runtime["env"] for env in seen.values()), seen
     if plan["container_image"]:
-        spec = container_run_spec(plan, with_containers(dict(host)), {"models_root": "/srv/m"})
+        spec = container_run_spec(plan, with_containers(dict(host)), CONTAINER_OPTIONS)
         assert spec["env"] == {**runtime["env"], **runtime["container_env"]}
-        assert spec["devices"] == runtime["container_devices"][spec["engine"]]
+        assert spec["devices"] == runtime["container_devices"][spec["engine"]["name"]]
 
 
 def test_every_server_command_line_gets_the_same_options(planned, tmp_path):
@@ -105,9 +106,9 @@ def test_every_server_command_line_gets_the_same_options(planned, tmp_path):
     native = _after_endpoints(server_argv(plan, SERVICE_OPTIONS))
     assert native == plan["runtime"]["server_args"]
     if plan["container_image"]:
-        spec = container_run_spec(plan, with_containers(dict(host)), {"models_root": "/srv/m"})
+        spec = dict(container_run_spec(plan, with_containers(dict(host)), CONTAINER_OPTIONS), image_id="0" * 64)
         (tmp_path / "container.json").write_text(json.dumps(dict(spec, argv=container_run_argv(spec))))
-        container = container_launch_argv(tmp_path, {}, {**SERVICE_OPTIONS, "plan": plan})
+        container = container_launch(tmp_path, {}, {**SERVICE_OPTIONS, "plan": plan})["argv"]
         assert _after_endpoints(container) == native
 
 

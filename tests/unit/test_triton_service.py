@@ -11,7 +11,7 @@ from ansible.module_utils.triton_container_spec import container_run_argv, conta
 from ansible.module_utils.triton_service import (
     SYSTEM_PATH,
     ServiceConfigError,
-    container_launch_argv,
+    container_launch,
     leftover_pids,
     probe_host,
     read_manifest,
@@ -19,7 +19,7 @@ from ansible.module_utils.triton_service import (
     server_env,
 )
 from ansible.module_utils.triton_service_config import compute_launch
-from support.plans import base_host, dgpu_host, gpu, jetson_host, make_plan, with_containers
+from support.plans import base_host, dgpu_host, gpu, jetson_host, make_plan, podman_engine, with_containers
 
 MIB64 = 64 * 1024 * 1024
 RELEASE = "/opt/tritonserver/releases/2.51.0"
@@ -352,49 +352,76 @@ CONTAINER_CPU_PLAN = make_plan(ONE_GPU_HOST, "24.10", "container", enable_gpu="f
 CONTAINER_GPU_PLAN = make_plan(ONE_GPU_HOST, "24.10", "container")
 
 
-def write_container_release(tmp_path: Path, the_plan: dict) -> Path:
-    """Lay out what triton_install writes for a container release: manifest + run spec."""
-    spec = container_run_spec(
-        the_plan,
-        ONE_GPU_HOST,
-        {
-            "engine": "docker",
-            "models_root": "/srv/tritonfleet/models",
-            "ports": [{"name": "http", "address": "0.0.0.0", "port": 8000, "container_port": 8000}],
-        },
-    )
+IMAGE_ID = "0fabea092a8e27ea3f9cdf19007b0fac4eb065f144597f01bf99e20c683c4557"
+
+
+def write_container_release(tmp_path: Path, the_plan: dict, engine: str = "docker") -> Path:
+    """Lay out what triton_install writes for a container release: the run spec with the image id."""
+    spec = container_run_spec(the_plan, ONE_GPU_HOST, {"engine": engine, "models_root": "/srv/tritonfleet/models"})
+    spec["image_id"] = IMAGE_ID
     (tmp_path / "container.json").write_text(json.dumps(dict(spec, argv=container_run_argv(spec))))
     return tmp_path
 
 
+def launch_of(release: Path, the_plan: dict) -> dict:
+    return container_launch(release, {"container_spec": "container.json"}, options(plan=the_plan))
+
+
 def test_container_cpu_plan_on_gpu_host_runs_the_image_without_gpus_and_with_zero_pools(tmp_path):
-    release = write_container_release(tmp_path, CONTAINER_CPU_PLAN)
-    argv = container_launch_argv(release, {"container_spec": "container.json"}, options(plan=CONTAINER_CPU_PLAN))
-    image_at = argv.index("nvcr.io/nvidia/tritonserver:24.10-py3")
+    argv = launch_of(write_container_release(tmp_path, CONTAINER_CPU_PLAN), CONTAINER_CPU_PLAN)["argv"]
+    image_at = argv.index(IMAGE_ID)
     engine, server = argv[:image_at], argv[image_at + 1 :]
     assert engine[:3] == ["/usr/bin/docker", "run", "--rm"]
-    assert "--gpus" not in engine and "CUDA_VISIBLE_DEVICES=" in engine
-    assert server[0] == "tritonserver"
+    assert engine[engine.index("--network") + 1] == "host"
+    assert "--gpus" not in engine and "CUDA_VISIBLE_DEVICES=" in engine and "NVIDIA_VISIBLE_DEVICES=void" in engine
+    assert "-p" not in engine and "--publish" not in engine
+    assert server[0] == "/opt/tritonserver/bin/tritonserver"
     assert "--backend-directory=/opt/tritonserver/backends" in server
-    assert "--http-address=0.0.0.0" in server and "--metrics-port=8002" in server
+    # The host's network: the server binds what the service asks for, as a native one does.
+    assert "--http-address=0.0.0.0" in server and "--metrics-address=127.0.0.1" in server
+    assert "--metrics-port=8002" in server
     assert {"--pinned-memory-pool-byte-size=0", "--cuda-memory-pool-byte-size=0:0"} <= set(server)
 
 
 def test_container_gpu_plan_passes_gpus_to_the_engine_and_no_zero_pool(tmp_path):
-    release = write_container_release(tmp_path, CONTAINER_GPU_PLAN)
-    argv = container_launch_argv(release, {"container_spec": "container.json"}, options(plan=CONTAINER_GPU_PLAN))
+    argv = launch_of(write_container_release(tmp_path, CONTAINER_GPU_PLAN), CONTAINER_GPU_PLAN)["argv"]
     assert argv[argv.index("--gpus") + 1] == "all"
     assert not flags_with(argv, "--cuda-memory-pool-byte-size=")
 
 
-def test_container_spec_without_the_image_at_the_end_is_refused(tmp_path):
+def test_docker_removes_a_stale_container_first_podman_replaces_it(tmp_path):
+    (tmp_path / "d").mkdir()
+    docker = launch_of(write_container_release(tmp_path / "d", CONTAINER_CPU_PLAN), CONTAINER_CPU_PLAN)
+    assert docker["prepare"] == [["/usr/bin/docker", "rm", "--force", "tritonserver"]]
+    assert "--replace" not in docker["argv"]
+    host = with_containers(dgpu_host([gpu(0, L4, "8.9")]), engines=[podman_engine()])
+    cpu_plan = make_plan(host, "24.10", "container", enable_gpu="false")
+    spec = dict(container_run_spec(cpu_plan, host, {"models_root": "/srv/tritonfleet/models"}), image_id=IMAGE_ID)
+    (tmp_path / "container.json").write_text(json.dumps(dict(spec, argv=container_run_argv(spec))))
+    podman = launch_of(tmp_path, cpu_plan)
+    assert podman["prepare"] == []
+    assert podman["argv"][:6] == ["/usr/bin/podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "run"]
+    assert "--replace" in podman["argv"]
+
+
+def test_container_spec_without_the_image_id_at_the_end_is_refused(tmp_path):
     release = write_container_release(tmp_path, CONTAINER_CPU_PLAN)
     spec = json.loads((release / "container.json").read_text())
     (release / "container.json").write_text(json.dumps(dict(spec, argv=[*spec["argv"], "tritonserver"])))
-    with pytest.raises(ServiceConfigError, match="does not end with the image"):
-        container_launch_argv(release, {"container_spec": "container.json"}, options(plan=CONTAINER_CPU_PLAN))
+    with pytest.raises(ServiceConfigError, match="does not end with the image id"):
+        launch_of(release, CONTAINER_CPU_PLAN)
 
 
 def test_container_release_without_a_spec_says_how_to_fix_it(tmp_path):
     with pytest.raises(ServiceConfigError, match="triton_install_method=container"):
-        container_launch_argv(tmp_path, {"container_spec": "container.json"}, options(plan=CPU_PLAN))
+        container_launch(tmp_path, {"container_spec": "container.json"}, options(plan=CPU_PLAN))
+
+
+def test_launch_refuses_a_release_of_another_method_than_the_plans(tmp_path: Path):
+    installed_prefix(tmp_path)  # a native release
+    params = launch_params(tmp_path, plan=CONTAINER_CPU_PLAN)
+    with pytest.raises(ServiceConfigError) as raised:
+        compute_launch(params, check_mode=False)
+    assert "installed by method None, but the plan is for method container" in str(raised.value)
+    # In check mode the install of the same run would replace it: nothing to compare yet.
+    assert compute_launch(params, check_mode=True) is None

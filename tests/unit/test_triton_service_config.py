@@ -144,6 +144,21 @@ def test_container_launcher_runs_the_engine_without_setpriv():
     assert "exec \\\n  /usr/bin/docker \\\n  run \\\n  img \\\n" in script
 
 
+def test_docker_launcher_removes_a_stale_container_and_goes_on_when_there_is_none(tmp_path: Path):
+    (tmp_path / "key").write_text("K3y")
+    (tmp_path / "repo").mkdir()
+    # The prepare step fails (no such container): the launcher still starts the engine.
+    launch = {**NATIVE, "container": True, "prepare": [["sh", "-c", "echo removed >&2; exit 1"]],
+              "argv": ["printf", "%s\\n", "started"]}  # fmt: skip
+    script = launcher_script(
+        launch, {**SETTINGS, "api_key_file": str(tmp_path / "key"), "model_repository": f"{tmp_path}/repo"}
+    )
+    assert "sh -c 'echo removed >&2; exit 1' >/dev/null 2>&1 || :\nexec \\\n" in script
+    (tmp_path / "launcher").write_text(script)
+    done = subprocess.run(["sh", str(tmp_path / "launcher")], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[0] == "started" and done.stderr == ""
+
+
 def test_launcher_runs_as_posix_sh(tmp_path: Path):
     key_file = tmp_path / "key"
     key_file.write_text("K3y")
