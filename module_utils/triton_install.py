@@ -46,6 +46,13 @@ WHEEL_LIBS_DIR = "nvidia_pytriton.libs"
 # Directories of the wheel's server tree copied into the release, in this order.
 WHEEL_TREE_DIRS = ("bin", "backends", "caches")
 PYTHON_STUB = "triton_python_backend_stub"
+# The stable name an embedding application links and loads (-l:libtritonserver.so, dlopen), and
+# the C API header where the distribution ships one (Jetson tarballs, build.py installs).
+LIBRARY = "lib/libtritonserver.so"
+HEADER = "include/triton/core/tritonserver.h"
+# Bumped when every method's tree gains something (v2: lib/libtritonserver.so): a release laid
+# out by an older tritonfleet is then laid out again once.
+LAYOUT_VERSION = 2
 
 # Backends a build without TRITON_ENABLE_GPU can have (docs/customization_guide/build.md).
 CPU_ONLY_BACKENDS = ("identity", "repeat", "ensemble", "square", "pytorch", "onnxruntime", "openvino", "python", "fil")
@@ -397,7 +404,30 @@ def inspect_release(release_dir: Path) -> dict[str, Any]:
         "cudart": cudart_files or cudart_needed,
         "backends": backends,
         "triton_version_file": version_file.read_text().strip() if version_file.is_file() else None,
+        "library": LIBRARY if (release_dir / LIBRARY).is_file() else None,
+        "include": "include" if (release_dir / HEADER).is_file() else None,
     }
+
+
+def link_stable_library(release_dir: Path) -> str | None:
+    """Give the release's libtritonserver the stable name ``lib/libtritonserver.so``; return it, or None.
+
+    The wheel ships ``libtritonserver-<hash>.so`` (its SONAME, which a program linked against the
+    stable name still records); tarballs and build.py installs ship the stable name already. The
+    link is relative, so it stays right when the release directory is renamed into place.
+    """
+    stable = release_dir / LIBRARY
+    if stable.is_file():
+        return LIBRARY
+    shipped = (
+        sorted(p for p in stable.parent.glob("libtritonserver*.so*") if p.is_file()) if stable.parent.is_dir() else []
+    )
+    if not shipped:
+        return None
+    if stable.is_symlink():
+        stable.unlink()
+    stable.symlink_to(shipped[0].name)
+    return LIBRARY
 
 
 _ARTIFACT_VERSION_RE = re.compile(r"tritonserver-?(\d+\.\d+\.\d+)")
@@ -482,7 +512,7 @@ def check_release(
 # --------------------------------------------------------------------------------------------
 
 # Manifest keys that say which artifact a release came from; equal keys + equal tree digest = up to date.
-IDENTITY_KEYS = ("server_version", "release", "method", "source", "sha256", "python_bin_dir")
+IDENTITY_KEYS = ("server_version", "release", "method", "source", "sha256", "python_bin_dir", "layout_version")
 
 
 def read_manifest(release_dir: Path) -> dict[str, Any] | None:
@@ -581,6 +611,7 @@ def desired_identity(request: Mapping[str, Any]) -> dict[str, Any] | None:
         "source": request["source"],
         "sha256": sha256,
         "python_bin_dir": request.get("python_bin_dir"),
+        "layout_version": LAYOUT_VERSION,
     }
 
 
@@ -616,6 +647,7 @@ def _stage(request: Mapping[str, Any], staging: Path) -> tuple[dict[str, Any], s
         stage_tarball_layout(archive, staging)
     else:
         stage_tree_layout(find_install_root(Path(request["src"])), staging)
+    link_stable_library(staging)
     info = inspect_release(staging)
     name_hint = request.get("archive") or request["source"]
     version = detect_server_version(method, info, str(name_hint), wheel_version)
@@ -681,6 +713,9 @@ def _install_new(
                 "manifest_version": 1,
                 "gpu_build": bool(info["gpu_build"]),
                 "backends": info["backends"],
+                # Relative to the release; null for a container release (the library is in the image).
+                "library": info.get("library"),
+                "include": info.get("include"),
                 "files_sha256": tree_digest(staging),
             }
         )
