@@ -596,7 +596,8 @@ def deploy(
         ]
     failure = wait_running(service.status, float(params["start_timeout"]))
     if failure is None:
-        result["app_check"] = check(binary, service.pid())
+        pid = service.pid()
+        result["app_check"] = check(binary, pid, None if pid else f"{service.program} runs no process")
         failed = check_findings(result["app_check"])
     else:
         failed = [
