@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.triton_app import AppError, AppService, deploy, make_checks, plan_release
+from ansible.module_utils.triton_app import AppError, AppService, ReleaseMissing, deploy, make_checks, plan_release
 from ansible.module_utils.triton_nvml import load_nvml
 from ansible.module_utils.triton_service import ServiceConfigError
 from ansible.module_utils.triton_service_config import Outcome, detect_service_manager, ensure_directory
@@ -269,6 +269,15 @@ def main() -> None:
     p = module.params
     try:
         wanted = plan_release(p)
+    except ReleaseMissing as err:
+        if not module.check_mode:
+            module.fail_json(msg=str(err))
+        # Check mode on a host whose release this run would install first.
+        module.exit_json(changed=True, release=None, previous=None, source_missing=False, rolled_back=False,
+                         actions=[f"deploy {p['name']} once the Triton release is installed"])  # fmt: skip
+    except AppError as err:
+        module.fail_json(msg=str(err))
+    try:
         manager = (
             p["manager"]
             if p["manager"] != "auto"

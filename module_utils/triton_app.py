@@ -72,6 +72,10 @@ class AppError(ValueError):
         self.details = dict(details or {})
 
 
+class ReleaseMissing(AppError):
+    """No Triton release is installed yet (check mode on a fresh host expects one)."""
+
+
 def program_name(name: str) -> str:
     """The supervisord program / systemd unit name of application ``name``."""
     return f"{PROGRAM_PREFIX}{name}"
@@ -549,6 +553,10 @@ def deploy(
         and not wanted["source"].get("path")
         and not Path(wanted["source"]["archive"]).is_file()
     )
+    if missing_source and check_mode:
+        actions.append(f"upload the source, stage, build and check release {release}, then switch to it")
+        result.update(changed=True, source_missing=False)
+        return result
     if missing_source:
         result["source_missing"] = True
         return result
@@ -655,7 +663,7 @@ def server_release(install_prefix: Path) -> tuple[Path, dict[str, Any], Path]:
     try:
         manifest = json.loads((current / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise AppError(
+        raise ReleaseMissing(
             f"No installed Triton release to embed: {current / 'manifest.json'} cannot be read ({err}). An "
             "embedded application links the release triton_install lays out. Run playbooks/site.yml (or the "
             "triton_install role) on this host first."

@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,8 @@ API_MAJOR = 1
 # Values of an output quoted in the report; larger outputs are summarised by their size.
 MAX_REPORTED_VALUES = 64
 EXIT_TIMEOUT_SECS = 5
+# Models loaded at once (Triton's default --model-load-thread-count).
+MAX_PARALLEL_MODELS = 4
 STDERR_TAIL_LINES = 30
 
 
@@ -485,6 +488,25 @@ def _emit(stream: Any, payload: Mapping[str, Any]) -> None:
     stream.flush()
 
 
+def _probe_model(api: _Triton, server: _P, name: str, infer_timeout: float) -> dict[str, Any]:
+    """Load one model, read its completed config and metadata, infer once."""
+    model: dict[str, Any] = {"name": name, "loaded": False, "load_message": None, "load_ms": None}
+    model.update(instance_groups=[], inference=None)
+    load_start = time.perf_counter()
+    try:
+        api.call("TRITONSERVER_ServerLoadModel", server, name.encode())
+        model["loaded"] = True
+    except TritonCallError as err:
+        model["load_message"] = str(err)
+    model["load_ms"] = round((time.perf_counter() - load_start) * 1000, 1)
+    if model["loaded"]:
+        config = api.json_message("TRITONSERVER_ServerModelConfig", server, name.encode(), -1, 1)
+        model["instance_groups"] = _instance_groups(config)
+        model_metadata = api.json_message("TRITONSERVER_ServerModelMetadata", server, name.encode(), -1)
+        model["inference"] = _infer(api, server, name, model_metadata, infer_timeout)
+    return model
+
+
 def run_in_process(request: Mapping[str, Any], out: Any, wait_for_parent: Callable[[], Any]) -> None:
     """The probe itself (child side): load, inspect and infer every model; report; shut down in order."""
     started = time.perf_counter()
@@ -514,22 +536,13 @@ def run_in_process(request: Mapping[str, Any], out: Any, wait_for_parent: Callab
         },
         "models": [],
     }
-    for name in request["models"]:
-        model: dict[str, Any] = {"name": name, "loaded": False, "load_message": None, "load_ms": None}
-        model.update(instance_groups=[], inference=None)
-        load_start = time.perf_counter()
-        try:
-            api.call("TRITONSERVER_ServerLoadModel", server, name.encode())
-            model["loaded"] = True
-        except TritonCallError as err:
-            model["load_message"] = str(err)
-        model["load_ms"] = round((time.perf_counter() - load_start) * 1000, 1)
-        if model["loaded"]:
-            config = api.json_message("TRITONSERVER_ServerModelConfig", server, name.encode(), -1, 1)
-            model["instance_groups"] = _instance_groups(config)
-            model_metadata = api.json_message("TRITONSERVER_ServerModelMetadata", server, name.encode(), -1)
-            model["inference"] = _infer(api, server, name, model_metadata, float(request["infer_timeout"]))
-        result["models"].append(model)
+    infer_timeout = float(request["infer_timeout"])
+    # Models load and infer side by side, as Triton's own load threads would (the C calls release
+    # the interpreter lock); a python-backend model's load is mostly its stub starting up.
+    with ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL_MODELS, len(request["models"])))) as pool:
+        result["models"] = list(
+            pool.map(lambda name: _probe_model(api, server, name, infer_timeout), request["models"])
+        )
     result["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
     _emit(out, result)
     wait_for_parent()

@@ -376,3 +376,13 @@ def test_release_whose_source_is_not_uploaded_yet_is_reported(host, tmp_path):
     packed = pack_source(host / "src", tmp_path / "build", "demo")
     result, checks, _ = run_deploy(host, FakeService(), source={"digest": packed["digest"]})
     assert result["source_missing"] is True and result["changed"] is False and checks == []
+
+
+def test_check_mode_with_the_source_still_on_the_controller_says_what_would_happen(host, tmp_path):
+    packed = pack_source(host / "src", tmp_path / "build", "demo")
+    result, checks, wanted = run_deploy(host, FakeService(), check_mode=True, source={"digest": packed["digest"]})
+    assert result["changed"] is True and result["source_missing"] is False and checks == []
+    assert result["actions"] == [
+        f"upload the source, stage, build and check release {wanted['release']}, then switch to it"
+    ]
+    assert not (host / "apps").exists()
