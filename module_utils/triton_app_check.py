@@ -410,9 +410,8 @@ def binary_findings(
                     "plan.runtime.memory / server_args)",
                 )
             )
-    memory = runtime.get("memory") or {}
     if not cpu_plan:
-        findings += _compute_capability_findings(name, plan, memory, setters, binary["elf"], host_gpus)
+        findings += _compute_capability_findings(name, plan, runtime, setters, binary["elf"], host_gpus)
     return findings
 
 
@@ -426,14 +425,15 @@ def _cc(value: Any) -> tuple[int, ...] | None:
 def _compute_capability_findings(
     name: str,
     plan: Mapping[str, Any],
-    memory: Mapping[str, Any],
+    runtime: Mapping[str, Any],
     setters: set[str],
     elf: bool,
     host_gpus: Sequence[Mapping[str, Any]],
 ) -> list[dict[str, Any]]:
     findings = []
-    wanted = memory.get("min_supported_compute_capability")
-    effective = wanted or plan.get("min_compute_capability")
+    # The value the plan sets (null: the build's default), and the minimum Triton then applies.
+    wanted = (runtime.get("memory") or {}).get("min_supported_compute_capability")
+    effective = runtime.get("min_compute_capability") or wanted or plan.get("min_compute_capability")
     used = set(plan.get("gpu_ids") or [])
     gpus = [g for g in host_gpus if not used or g.get("index") in used]
     floor = _cc(effective) if effective else None

@@ -39,12 +39,13 @@ def with_runtime(plan: Mapping[str, Any], host_gpu_ids: Sequence[int] = ()) -> d
     args += [f"--cuda-memory-pool-byte-size={gpu}:{size}" for gpu, size in memory["cuda_memory_pool_bytes"].items()]
     if memory["min_supported_compute_capability"]:
         args.append(f"--min-supported-compute-capability={memory['min_supported_compute_capability']}")
-    args += [
-        f"--allow-gpu-metrics={str(memory['gpu_metrics']).lower()}",
-        f"--enable-peer-access={str(memory['peer_access']).lower()}",
-    ]
+    # Options at Triton's default get no flag.
+    args += [] if memory["gpu_metrics"] else ["--allow-gpu-metrics=false"]
+    args += [] if memory["peer_access"] else ["--enable-peer-access=false"]
     container_env = {"NVIDIA_VISIBLE_DEVICES": "void"} if not plan.get("enable_gpu") else {}
     runtime = {
+        "gpu_build": True,
+        "min_compute_capability": memory["min_supported_compute_capability"] or plan.get("min_compute_capability"),
         "env": env,
         "container_env": container_env,
         "memory": memory,
