@@ -219,7 +219,8 @@ class _Triton:
     def message(self, err: int) -> str:
         text = self.fn["TRITONSERVER_ErrorMessage"](err)
         self.fn["TRITONSERVER_ErrorDelete"](err)
-        return text.decode("utf-8", "replace") if text else ""
+        # Triton ends some messages with ";\n" (one line per failed version): the words are kept.
+        return text.decode("utf-8", "replace").strip() if text else ""
 
     def json_message(self, name: str, *args: Any) -> Any:
         message = _P()
