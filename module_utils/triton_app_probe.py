@@ -26,6 +26,7 @@ crashes at exit) and prints a last line.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -707,6 +708,10 @@ def run_probe(
             line = _read_line(child.stdout, deadline)
             loaded = json.loads(line) if line else None
             if not loaded or loaded.get("event") != "loaded":
+                if line is None and time.monotonic() < deadline:
+                    # End of its output before the deadline: the child is exiting; let it be reaped.
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        child.wait(max(0.0, deadline - time.monotonic()))
                 why = (loaded or {}).get("message") or (
                     f"no answer within {timeout:g} s" if child.poll() is None else f"exited with {child.poll()}"
                 )
@@ -736,8 +741,6 @@ def run_probe(
 
 def _finish(child: subprocess.Popen, deadline: float) -> None:
     """Let the child exit by itself until the deadline, then end its whole process group."""
-    import contextlib
-
     with contextlib.suppress(OSError):
         child.stdin.close()
     try:
