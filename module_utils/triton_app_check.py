@@ -64,6 +64,8 @@ CUDA_OWN_CALLS = frozenset(CUDA_ALLOCATION + CUDA_DEVICE + CUDA_COPY)
 PINNED_POOL_SETTER = "TRITONSERVER_ServerOptionsSetPinnedMemoryPoolByteSize"
 CUDA_POOL_SETTER = "TRITONSERVER_ServerOptionsSetCudaMemoryPoolByteSize"
 MIN_CC_SETTER = "TRITONSERVER_ServerOptionsSetMinSupportedComputeCapability"
+# The C API leaves the load retry count uninitialised (TritonServerOptions, core src/tritonserver.cc).
+RETRY_SETTER = "TRITONSERVER_ServerOptionsSetModelLoadRetryCount"
 OPTION_SETTER_PREFIX = "TRITONSERVER_ServerOptionsSet"
 LIBRARY_PREFIX = "libtritonserver"
 CUDA_RUNTIME_PREFIX = "libcudart"
@@ -386,6 +388,17 @@ def binary_findings(
             )
         )
     setters = set(binary["option_setters"])
+    if binary["links_triton"] and RETRY_SETTER not in setters:
+        findings.append(
+            _finding(
+                "warning",
+                "app_load_retry_unset",
+                f"{name} does not import {RETRY_SETTER}: libtritonserver's C API leaves the model load retry "
+                "count uninitialised, so a model that fails to load is retried an arbitrary number of times "
+                "(tritonserver itself sets 0).",
+                f"call {RETRY_SETTER}(options, 0) when creating the server options",
+            )
+        )
     if cpu_plan and library and library["gpu_build"] and not gpus_hidden(environment):
         missing = [s for s in (PINNED_POOL_SETTER, CUDA_POOL_SETTER) if s not in setters]
         if missing or not binary["elf"]:

@@ -131,11 +131,14 @@ def _bind(lib: ctypes.CDLL) -> dict[str, Any]:
         "TRITONSERVER_ServerOptionsSetCudaMemoryPoolByteSize": (_ERR, [_P, c.c_int, c.c_uint64]),
         "TRITONSERVER_ServerOptionsSetMinSupportedComputeCapability": (_ERR, [_P, c.c_double]),
         "TRITONSERVER_ServerOptionsSetEnablePeerAccess": (_ERR, [_P, c.c_bool]),
+        "TRITONSERVER_ServerOptionsSetModelLoadRetryCount": (_ERR, [_P, c.c_uint]),
         "TRITONSERVER_ServerNew": (_ERR, [c.POINTER(_P), _P]),
         "TRITONSERVER_ServerDelete": (_ERR, [_P]),
         "TRITONSERVER_ServerStop": (_ERR, [_P]),
         "TRITONSERVER_ServerMetadata": (_ERR, [_P, c.POINTER(_P)]),
         "TRITONSERVER_ServerLoadModel": (_ERR, [_P, c.c_char_p]),
+        "TRITONSERVER_ServerUnloadModel": (_ERR, [_P, c.c_char_p]),
+        "TRITONSERVER_ServerModelIndex": (_ERR, [_P, c.c_uint32, c.POINTER(_P)]),
         "TRITONSERVER_ServerModelConfig": (_ERR, [_P, c.c_char_p, c.c_int64, c.c_uint32, c.POINTER(_P)]),
         "TRITONSERVER_ServerModelMetadata": (_ERR, [_P, c.c_char_p, c.c_int64, c.POINTER(_P)]),
         "TRITONSERVER_MessageSerializeToJson": (_ERR, [_P, c.POINTER(c.c_char_p), c.POINTER(c.c_size_t)]),
@@ -324,6 +327,10 @@ def _apply_options(api: _Triton, options: _P, request: Mapping[str, Any]) -> lis
     call("TRITONSERVER_ServerOptionsSetStrictReadiness", options, True)
     call("TRITONSERVER_ServerOptionsSetExitOnError", options, False)
     call("TRITONSERVER_ServerOptionsSetExitTimeout", options, EXIT_TIMEOUT_SECS)
+    # The C API leaves the retry count uninitialised (TritonServerOptions' constructor sets no
+    # value, core src/tritonserver.cc): a model that fails to load is otherwise retried a
+    # garbage number of times. tritonserver's own default is 0.
+    call("TRITONSERVER_ServerOptionsSetModelLoadRetryCount", options, 0)
     # No metrics thread: the probe reports nothing to Prometheus, and a python backend's metrics
     # reporter is what crashes at exit when a server goes away too early.
     call("TRITONSERVER_ServerOptionsSetMetrics", options, False)
@@ -509,6 +516,22 @@ def _probe_model(api: _Triton, server: _P, name: str, infer_timeout: float) -> d
     return model
 
 
+def _unload_all(api: _Triton, server: _P, names: Sequence[str], wait_s: float) -> None:
+    """Unload the models and wait until none is loaded or unloading.
+
+    The server's own stop checks for live models once a second; unloading first, and watching
+    the index closely, ends the probe as soon as the backends (python stubs) are gone.
+    """
+    for name in names:
+        api.call("TRITONSERVER_ServerUnloadModel", server, name.encode())
+    deadline = time.monotonic() + wait_s
+    while names and time.monotonic() < deadline:
+        index = api.json_message("TRITONSERVER_ServerModelIndex", server, 0)
+        if not any(entry.get("state") in ("READY", "UNLOADING", "LOADING") for entry in index):
+            return
+        time.sleep(0.02)
+
+
 def run_in_process(request: Mapping[str, Any], out: Any, wait_for_parent: Callable[[], Any]) -> None:
     """The probe itself (child side): load, inspect and infer every model; report; shut down in order."""
     started = time.perf_counter()
@@ -551,6 +574,7 @@ def run_in_process(request: Mapping[str, Any], out: Any, wait_for_parent: Callab
     stop_start = time.perf_counter()
     stopped: dict[str, Any] = {"event": "stopped", "message": None}
     try:
+        _unload_all(api, server, [m["name"] for m in result["models"] if m["loaded"]], EXIT_TIMEOUT_SECS)
         api.call("TRITONSERVER_ServerStop", server)
     except TritonCallError as err:
         stopped["message"] = str(err)

@@ -371,6 +371,9 @@ int main(int argc, char** argv) {
   check(TRITONSERVER_ServerOptionsSetModelControlMode(options, TRITONSERVER_MODEL_CONTROL_EXPLICIT), "control mode");
   check(TRITONSERVER_ServerOptionsSetBackendDirectory(options, o.backend_directory), "backend directory");
   check(TRITONSERVER_ServerOptionsSetStrictModelConfig(options, false), "strict model config");
+  /* The C API leaves this count uninitialised (core src/tritonserver.cc): without it a model that
+     fails to load is retried an arbitrary number of times. 0 is tritonserver's default. */
+  check(TRITONSERVER_ServerOptionsSetModelLoadRetryCount(options, 0), "model load retry count");
   if (o.pinned_pool >= 0)
     check(TRITONSERVER_ServerOptionsSetPinnedMemoryPoolByteSize(options, (uint64_t)o.pinned_pool), "pinned pool");
   for (int i = 0; i < o.cuda_pool_count; ++i)

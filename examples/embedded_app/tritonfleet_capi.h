@@ -108,6 +108,8 @@ TRITONSERVER_Error* TRITONSERVER_ServerOptionsSetGpuMetrics(
 TRITONSERVER_Error* TRITONSERVER_ServerOptionsSetEnablePeerAccess(
     TRITONSERVER_ServerOptions* options, bool enable_peer_access);
 TRITONSERVER_Error* TRITONSERVER_ServerOptionsSetLogInfo(TRITONSERVER_ServerOptions* options, bool log);
+TRITONSERVER_Error* TRITONSERVER_ServerOptionsSetModelLoadRetryCount(
+    TRITONSERVER_ServerOptions* options, unsigned int retry_count);
 
 TRITONSERVER_Error* TRITONSERVER_ServerNew(
     TRITONSERVER_Server** server, TRITONSERVER_ServerOptions* options);

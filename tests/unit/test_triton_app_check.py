@@ -38,6 +38,7 @@ NANO_PLAN = with_runtime(
 NANO_GPU = [{"index": 0, "name": "NVIDIA Tegra X1", "compute_capability": "5.3"}]
 POOLS = ("TRITONSERVER_ServerOptionsSetPinnedMemoryPoolByteSize", "TRITONSERVER_ServerOptionsSetCudaMemoryPoolByteSize")
 MIN_CC = "TRITONSERVER_ServerOptionsSetMinSupportedComputeCapability"
+RETRY = "TRITONSERVER_ServerOptionsSetModelLoadRetryCount"
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def libs(tmp_path_factory):
         "int cudaGetDeviceCount(int* n){*n=0;return 0;} int cudaMalloc(){return 2;} int cudaSetDevice(){return 100;}"
         " int cudaMemcpy(){return 100;} int cudaFree(){return 0;}",
     )
-    symbols = ("TRITONSERVER_ApiVersion", *POOLS, MIN_CC)
+    symbols = ("TRITONSERVER_ApiVersion", *POOLS, MIN_CC, RETRY)
     body = "".join(f"int {s}(){{return 0;}}\n" for s in symbols)
     gpu = build_library(
         "libtritonserver.so",
@@ -67,9 +68,10 @@ def libs(tmp_path_factory):
     return {"cudart": cudart, "gpu": gpu, "cpu": cpu, "dirs": dirs}
 
 
-def program(libs, name, *calls, cuda=False, rpath=None, runpath=False):
+def program(libs, name, *calls, cuda=False, rpath=None, runpath=False, retry=True):
+    """A program linking the GPU-built library that imports ``calls`` (and, with ``retry``, the retry setter)."""
     links = [libs["gpu"], *([libs["cudart"]] if cuda else [])]
-    source = call_all("TRITONSERVER_ApiVersion", *calls)
+    source = call_all("TRITONSERVER_ApiVersion", *calls, *([RETRY] if retry else []))
     return build_program(name, source, links, rpath=rpath, runpath=runpath, link_dirs=[libs["cudart"].parent])
 
 
@@ -289,7 +291,7 @@ def running(libs):
     """The honest program, started for real with a device environment, kept alive by a sleep."""
     app = build_program(
         "sleeper",
-        call_all("TRITONSERVER_ApiVersion", *POOLS)
+        call_all("TRITONSERVER_ApiVersion", *POOLS, RETRY)
         .replace("return 0;\n}", "sleep(30);\n  return 0;\n}")
         .replace("int main", "unsigned sleep(unsigned);\nint main"),
         [libs["gpu"]],
@@ -372,3 +374,11 @@ def test_application_that_should_run_but_does_not(libs):
     assert codes(result["findings"]) == ["app_not_running"]
     assert "supervisord reports FATAL" in result["findings"][0]["message"]
     assert result["gpu_memory"]["measured"] is False
+
+
+def test_application_that_leaves_the_load_retry_count_unset_gets_a_warning(libs):
+    app = program(libs, "no-retry", *POOLS, retry=False)
+    env = {"LD_LIBRARY_PATH": str(libs["dirs"]["gpu"]), "CUDA_VISIBLE_DEVICES": ""}
+    findings = judge(libs, app, CPU_PLAN, env)
+    assert [(f["code"], f["severity"]) for f in findings] == [("app_load_retry_unset", "warning")]
+    assert f"call {RETRY}(options, 0)" in findings[0]["fix"]
