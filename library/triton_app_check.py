@@ -10,7 +10,6 @@ from pathlib import Path
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.triton_app import AppError, AppService, make_checks, read_manifest, server_release
 from ansible.module_utils.triton_app_check import AppCheckError
-from ansible.module_utils.triton_app_probe import ProbeError
 from ansible.module_utils.triton_nvml import load_nvml
 from ansible.module_utils.triton_service import ServiceConfigError
 from ansible.module_utils.triton_service_config import detect_service_manager
@@ -203,7 +202,7 @@ def main() -> None:
                 "needs one of them. Pass app_root for an application triton_app deployed."
             )
         probed = probe() if p["probe"] else None
-    except (AppError, AppCheckError, ProbeError, ServiceConfigError, OSError) as err:
+    except (AppError, AppCheckError, ServiceConfigError, OSError) as err:
         module.fail_json(msg=str(err))
     findings = app_check["findings"] + ((probed or {}).get("findings") or [])
     errors = [f for f in findings if f["severity"] == "error"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.triton_app import AppError, AppService, ReleaseMissing, deploy, make_checks, plan_release
+from ansible.module_utils.triton_app_check import AppCheckError
 from ansible.module_utils.triton_nvml import load_nvml
 from ansible.module_utils.triton_service import ServiceConfigError
 from ansible.module_utils.triton_service_config import Outcome, detect_service_manager, ensure_directory
@@ -310,7 +311,7 @@ def main() -> None:
         result["changed"] = result["changed"] or bool(outcome.changes)
     except AppError as err:
         module.fail_json(msg=str(err), **err.details)
-    except (ServiceConfigError, OSError) as err:
+    except (AppCheckError, ServiceConfigError, OSError) as err:
         module.fail_json(msg=f"application {p['name']}: {err}")
     diff = result.pop("diff", None)
     if module._diff and diff:

@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ansible.module_utils.triton_app_check import AppCheckError, plan_runtime
 from ansible.module_utils.triton_release_tree import (
     ReleaseError,
     digest_entries,
@@ -165,13 +166,10 @@ def launch_environment(
     then every variable of ``plan.runtime.env``, then the ``TRITONFLEET_*`` locations and the
     application's own variables.
     """
-    runtime = plan.get("runtime")
-    if not isinstance(runtime, Mapping) or not isinstance(runtime.get("env"), Mapping):
-        raise AppError(
-            f"The plan has no runtime section (triton_plan.runtime is {runtime!r}). An embedded application runs "
-            "with plan.runtime.env and plan.runtime.server_args, decided once by preflight. "
-            "Rerun preflight (playbooks/preflight.yml) so that triton_plan carries runtime."
-        )
+    try:
+        runtime = plan_runtime(plan)
+    except AppCheckError as err:
+        raise AppError(str(err)) from err
     env = server_env(plan, server_manifest, {"release_dir": triton_home, "state_dir": state_dir})
     env.update({str(k): str(v) for k, v in runtime["env"].items()})
     env.update(

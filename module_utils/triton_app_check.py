@@ -311,13 +311,15 @@ def gpus_hidden(environment: Mapping[str, str]) -> bool:
 # --- judging -----------------------------------------------------------------------------------
 
 
-def _runtime(plan: Mapping[str, Any]) -> Mapping[str, Any]:
+def plan_runtime(plan: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return ``plan.runtime``, the one decision about devices, environment and options; AppCheckError without it."""
     runtime = plan.get("runtime")
-    if not isinstance(runtime, Mapping):
+    if not isinstance(runtime, Mapping) or not isinstance(runtime.get("env"), Mapping):
         raise AppCheckError(
-            f"The plan has no runtime section (triton_plan.runtime is {runtime!r}). The app check judges an "
-            "application against plan.runtime: the device environment and server options preflight decided "
-            "once. Rerun preflight (playbooks/preflight.yml) so that triton_plan carries runtime."
+            f"The plan has no runtime section (triton_plan.runtime is {runtime!r}). An embedded application, its "
+            "check and the in-process probe take their device environment and server options from plan.runtime, "
+            "decided once by preflight (docs/architecture.md). Rerun preflight (playbooks/preflight.yml) so that "
+            "triton_plan carries runtime."
         )
     return runtime
 
@@ -332,7 +334,7 @@ def binary_findings(
 ) -> list[dict[str, Any]]:
     """Judge the files against the plan; ``environment`` is the one the application runs with (from ``env_source``)."""
     findings: list[dict[str, Any]] = []
-    runtime = _runtime(plan)
+    runtime = plan_runtime(plan)
     cpu_plan = not plan.get("enable_gpu")
     name = binary["path"]
     library = binary.get("library")
@@ -495,7 +497,7 @@ def process_findings(
                 "read the application's log (triton_app_log_dir) and start it again (rerun playbooks/app.yml)",
             )
         ]
-    wanted = _runtime(plan)["env"]
+    wanted = plan_runtime(plan)["env"]
     actual = process["environment"]
     differ = {k: (actual.get(k), v) for k, v in wanted.items() if actual.get(k) != str(v)}
     if differ:

@@ -42,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ansible.module_utils.triton_app_check import plan_runtime
 from ansible.module_utils.triton_server_check import (
     compare_instance_groups,
     generate_inputs,
@@ -92,10 +93,6 @@ EXIT_TIMEOUT_SECS = 5
 # Models loaded at once (Triton's default --model-load-thread-count).
 MAX_PARALLEL_MODELS = 4
 STDERR_TAIL_LINES = 30
-
-
-class ProbeError(Exception):
-    """The probe could not run (no library, no repository); the message is four-part."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -616,19 +613,6 @@ def child_argv(python: str) -> list[str]:
     import ansible.module_utils as module_utils
 
     return [python, "-c", BOOTSTRAP, json.dumps(sys.path), json.dumps(list(module_utils.__path__))]
-
-
-def plan_runtime(plan: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``plan.runtime`` (the one decision about devices, env and options); ProbeError without it."""
-    runtime = plan.get("runtime")
-    if not isinstance(runtime, Mapping) or not isinstance(runtime.get("env"), Mapping):
-        raise ProbeError(
-            f"The plan has no runtime section (found runtime={runtime!r} in triton_plan). An embedded "
-            "application and the in-process probe take their device environment and server options from "
-            "plan.runtime, computed once by preflight (docs/architecture.md). Rerun preflight "
-            "(playbooks/preflight.yml) so triton_plan carries runtime."
-        )
-    return dict(runtime)
 
 
 def probe_request(

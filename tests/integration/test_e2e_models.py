@@ -18,16 +18,15 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 from ansible.module_utils.triton_report import find_server_process
+from support.local_site import local_host_vars, stop_supervisord
 from support.triton_dist import triton_release
 
 pytestmark = pytest.mark.integration
@@ -36,7 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 EXAMPLES = REPO_ROOT / "examples" / "model_repository"
 FIXTURE_REPOS = REPO_ROOT / "tests" / "fixtures" / "repos"
-HTTP_PORT, GRPC_PORT, METRICS_PORT = 48000, 48001, 48002
+HTTP_PORT = 48000  # gRPC and metrics on the two ports after it
 SERVICE_USER = "tf-e2e"
 SERVICE_UID = 28079
 URL = f"http://127.0.0.1:{HTTP_PORT}"
@@ -84,34 +83,7 @@ def site():
     base = Path(tempfile.mkdtemp(prefix="tf-e2e-models-", dir="/tmp"))
     base.chmod(0o755)
     triton_release(base / "opt")
-    host_vars = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-        "triton_install_prefix": str(base / "opt"),
-        "triton_models_root": str(base / "models"),
-        "triton_models_build_dir": str(base / "build"),
-        "triton_models_src": str(EXAMPLES),
-        "triton_service_install_prefix": str(base / "opt"),
-        # A throwaway account with a fixed uid: a real deployment's tritonserver user on this
-        # machine (make site) is neither touched nor able to block usermod.
-        "triton_service_user": SERVICE_USER,
-        "triton_service_group": SERVICE_USER,
-        "triton_service_uid": SERVICE_UID,
-        "triton_service_gid": SERVICE_UID,
-        "triton_service_model_repository": str(base / "models" / "current"),
-        "triton_service_config_dir": str(base / "etc"),
-        "triton_service_state_dir": str(base / "state"),
-        "triton_service_log_dir": str(base / "log"),
-        "triton_service_home": str(base / "home"),
-        "triton_service_run_dir": str(base / "run"),
-        "triton_service_http_address": "127.0.0.1",
-        "triton_service_grpc_address": "127.0.0.1",
-        "triton_service_http_port": HTTP_PORT,
-        "triton_service_grpc_port": GRPC_PORT,
-        "triton_service_metrics_port": METRICS_PORT,
-        "triton_service_ready_timeout": 60,
-        "triton_verify_report_dir": str(base / "reports" / "{{ inventory_hostname }}"),
-    }
+    host_vars = local_host_vars(base, SERVICE_USER, SERVICE_UID, HTTP_PORT, EXAMPLES)
     inventory = base / "inventory.yml"
     inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": host_vars}}}))
     playbook = base / "site.yml"
@@ -133,27 +105,10 @@ def site():
         assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
         yield {"base": base, "run": run, "first": first}
     finally:
-        _stop_supervisord(base / "run" / "supervisord.pid")
+        stop_supervisord(base / "run" / "supervisord.pid")
         subprocess.run(["userdel", SERVICE_USER], capture_output=True, check=False)
         subprocess.run(["groupdel", SERVICE_USER], capture_output=True, check=False)
         shutil.rmtree(base, ignore_errors=True)
-
-
-def _stop_supervisord(pidfile: Path) -> None:
-    """Stop the supervisord this module started (it stops tritonserver first)."""
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    os.kill(pid, signal.SIGKILL)
 
 
 def _report(site) -> dict:

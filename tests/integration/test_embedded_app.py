@@ -20,14 +20,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from support.local_site import local_host_vars, stop_supervisord
 from support.runtime_plan import with_runtime
 from support.triton_dist import triton_release
 
@@ -36,7 +35,7 @@ pytestmark = pytest.mark.integration
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 EXAMPLES = REPO_ROOT / "examples" / "model_repository"
-HTTP_PORT, GRPC_PORT, METRICS_PORT = 48100, 48101, 48102
+HTTP_PORT = 48100  # gRPC and metrics on the two ports after it
 SERVICE_USER = "tf-app-it"
 SERVICE_UID = 28083
 PROGRAM = "tritonfleet-app-demo"
@@ -67,31 +66,8 @@ def site():
     base.chmod(0o755)
     triton_release(base / "opt")
     runtime = with_runtime({"enable_gpu": False, "platform": "cpu", "gpu_ids": []})["runtime"]
-    host_vars = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-        "triton_install_prefix": str(base / "opt"),
-        "triton_models_root": str(base / "models"),
-        "triton_models_build_dir": str(base / "build"),
-        "triton_models_src": str(EXAMPLES),
-        "triton_service_install_prefix": str(base / "opt"),
-        "triton_service_user": SERVICE_USER,
-        "triton_service_group": SERVICE_USER,
-        "triton_service_uid": SERVICE_UID,
-        "triton_service_gid": SERVICE_UID,
-        "triton_service_model_repository": str(base / "models" / "current"),
-        "triton_service_config_dir": str(base / "etc"),
-        "triton_service_state_dir": str(base / "state"),
-        "triton_service_log_dir": str(base / "log"),
-        "triton_service_home": str(base / "home"),
-        "triton_service_run_dir": str(base / "run"),
-        "triton_service_http_address": "127.0.0.1",
-        "triton_service_grpc_address": "127.0.0.1",
-        "triton_service_http_port": HTTP_PORT,
-        "triton_service_grpc_port": GRPC_PORT,
-        "triton_service_metrics_port": METRICS_PORT,
-        "triton_service_ready_timeout": 60,
-        "triton_verify_report_dir": str(base / "reports" / "{{ inventory_hostname }}"),
+    host_vars = local_host_vars(base, SERVICE_USER, SERVICE_UID, HTTP_PORT, EXAMPLES)
+    host_vars |= {
         "triton_verify_expected_outputs": {"add_sub": ADD_SUB},
         # The application: the example, built on the host against the installed release.
         "triton_app_name": "demo",
@@ -123,25 +99,10 @@ def site():
         assert first.returncode == 0, first.stdout[-8000:] + first.stderr[-3000:]
         yield {"base": base, "run": run, "first": first}
     finally:
-        pidfile = base / "run" / "supervisord.pid"
-        if pidfile.is_file():
-            _stop(int(pidfile.read_text().strip()))
+        stop_supervisord(base / "run" / "supervisord.pid")
         subprocess.run(["userdel", SERVICE_USER], capture_output=True, check=False)
         subprocess.run(["groupdel", SERVICE_USER], capture_output=True, check=False)
         shutil.rmtree(base, ignore_errors=True)
-
-
-def _stop(pid: int) -> None:
-    """Stop the supervisord this module started (it stops the server and the application first)."""
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    os.kill(pid, signal.SIGKILL)
 
 
 def _app_play(site, *extra: str) -> subprocess.CompletedProcess:

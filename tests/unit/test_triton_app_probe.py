@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+from ansible.module_utils.triton_app_check import AppCheckError
 from ansible.module_utils.triton_app_probe import (
-    ProbeError,
     decode_tensor,
     descendants,
     encode_tensor,
@@ -54,7 +54,7 @@ def test_request_carries_the_plans_memory_options_verbatim(tmp_path):
 
 
 def test_plan_without_runtime_is_refused(tmp_path):
-    with pytest.raises(ProbeError, match="The plan has no runtime section"):
+    with pytest.raises(AppCheckError, match="The plan has no runtime section"):
         probe_request(tmp_path, tmp_path, tmp_path, [], {"enable_gpu": False}, 5.0)
 
 
