@@ -535,6 +535,11 @@ def run_in_process(request: Mapping[str, Any], out: Any, wait_for_parent: Callab
     api = _Triton(request["library"])
     major, minor = ctypes.c_uint32(), ctypes.c_uint32()
     api.call("TRITONSERVER_ApiVersion", ctypes.byref(major), ctypes.byref(minor))
+    if major.value != API_MAJOR:
+        raise TritonCallError(
+            "TRITONSERVER_ApiVersion",
+            f"{request['library']} speaks C API {major.value}.{minor.value}; the probe declares API {API_MAJOR}.x",
+        )
     options = _P()
     api.call("TRITONSERVER_ServerOptionsNew", ctypes.byref(options))
     server = _P()
@@ -795,7 +800,7 @@ def probe(
 _KIND_GPU_UNAVAILABLE = "has kind KIND_GPU but no GPUs are available"
 
 
-def _load_fix(message: str, plan: Mapping[str, Any]) -> str:
+def _load_fix(message: str) -> str:
     if _KIND_GPU_UNAVAILABLE in message or "does not support GPUs" in message:
         return (
             "render the model for this host with triton_instance_policy=auto (KIND_CPU on this plan), or set "
@@ -839,7 +844,7 @@ def probe_findings(
             add(
                 "probe_load_failed",
                 f"model {name} does not load in-process through {result['server']['library']}: {message}",
-                _load_fix(message, plan),
+                _load_fix(message),
                 name,
             )
             continue
