@@ -731,6 +731,7 @@ def run_probe(
                 result["reason"] = f"the probe process failed before its report: {why}"
                 return result
             result.update({k: loaded[k] for k in ("server", "options", "models")})
+            result["probe_ms"] = round((time.monotonic() - started) * 1000, 1)
             result["gpu_memory"] = measure(descendants(proc_root, child.pid))
             child.stdin.write(b"stop\n")
             child.stdin.flush()

@@ -72,13 +72,22 @@ def main() -> int:
                 check=True, capture_output=True, text=True,
             )  # fmt: skip
             checks.append(float(out.stdout.strip()))
-        probes = []
+        probes, phases = [], []
         for _ in range(rounds):
             start = time.perf_counter()
             result = probe(release, release / "lib" / "libtritonserver.so", manifest, PLAN, repo, ["add_sub", "scale"],
                            None, "bench", env, timeout=60)  # fmt: skip
             probes.append(time.perf_counter() - start)
             assert result["ran"] and all(m["inference"]["ok"] for m in result["models"]), result
+            phases.append(
+                {
+                    "server created": result["server"]["created_ms"],
+                    "slowest model load": max(m["load_ms"] for m in result["models"]),
+                    "slowest inference": max(m["inference"]["latency_ms"] for m in result["models"]),
+                    "report after start": result["probe_ms"],
+                    "orderly stop": result["stop"]["stop_ms"],
+                }
+            )
     check_median, probe_median = statistics.median(checks), statistics.median(probes)
     print(
         f"app check of {binary.name} (fresh interpreter, ELF read, library resolved): median {check_median:.3f} s, "
@@ -88,6 +97,8 @@ def main() -> int:
         f"in-process probe over the example repository (2 python models), cold: median {probe_median:.2f} s, "
         f"max {max(probes):.2f} s over {rounds} (target <= {PROBE_TARGET_S} s)"
     )
+    breakdown = ", ".join(f"{name} {statistics.median(p[name] for p in phases):.0f} ms" for name in phases[0])
+    print(f"  probe phases (medians): {breakdown}")
     return 0 if check_median <= CHECK_TARGET_S and probe_median <= PROBE_TARGET_S else 1
 
 
