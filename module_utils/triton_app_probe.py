@@ -93,6 +93,9 @@ EXIT_TIMEOUT_SECS = 5
 # Models loaded at once (Triton's default --model-load-thread-count).
 MAX_PARALLEL_MODELS = 4
 STDERR_TAIL_LINES = 30
+# The python backend's shared memory files: deleted at an orderly shutdown, left in /dev/shm by a
+# killed process (measured with 2.51.0).
+SHM_REGION_PREFIX = "/dev/shm/triton_python_backend_shm_region_"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -744,7 +747,7 @@ def run_probe(
         except (OSError, ValueError) as err:
             result["reason"] = f"the probe process failed: {err}"
         finally:
-            _finish(child, deadline)
+            result["removed_shared_memory"] = _finish(child, deadline, proc_root)
             result["exit_code"] = child.returncode
             result["stderr_tail"] = _tail(stderr, STDERR_TAIL_LINES)
             result["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
@@ -753,23 +756,50 @@ def run_probe(
     return result
 
 
-def _finish(child: subprocess.Popen, deadline: float) -> None:
-    """Let the child exit by itself until the deadline, then end its whole process group."""
+def shared_memory_regions(proc_root: Path, pids: Sequence[int]) -> list[str]:
+    """The python backend's shared-memory files the processes have mapped (they outlive a killed process)."""
+    regions = set()
+    for pid in pids:
+        try:
+            maps = (proc_root / str(pid) / "maps").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        regions.update(
+            line.split(None, 5)[5]
+            for line in maps.splitlines()
+            if len(line.split(None, 5)) == 6 and line.split(None, 5)[5].startswith(SHM_REGION_PREFIX)
+        )
+    return sorted(regions)
+
+
+def _finish(child: subprocess.Popen, deadline: float, proc_root: Path) -> list[str]:
+    """Let the child exit by itself until the deadline, then end its whole process group.
+
+    Returns the shared-memory files of a killed child that were removed: the python backend
+    deletes them at an orderly exit only.
+    """
     with contextlib.suppress(OSError):
         child.stdin.close()
     try:
         child.wait(max(0.0, deadline - time.monotonic()))
-        return
+        return []
     except subprocess.TimeoutExpired:
         pass
+    regions = shared_memory_regions(proc_root, descendants(proc_root, child.pid))
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, sig)
         try:
             child.wait(5)
-            return
+            break
         except subprocess.TimeoutExpired:
             continue
+    removed = []
+    for region in regions:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(region)
+            removed.append(region)
+    return removed
 
 
 def probe(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from ansible.module_utils.triton_app_probe import (
     probe_findings,
     probe_request,
     run_probe,
+    shared_memory_regions,
 )
 from support.runtime_plan import with_runtime
 
@@ -228,3 +230,32 @@ def test_probe_gpu_memory_on_a_cpu_plan_fails():
     }
     findings = probe_findings(result_of(model("m", inference=ok_inference()), memory=memory), CPU_PLAN)
     assert [f["code"] for f in findings] == ["probe_cpu_plan_gpu_memory"]
+
+
+def test_shared_memory_regions_are_read_from_the_maps(tmp_path):
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "maps").write_text(
+        "7f00-7f10 rw-s 00000000 00:19 12 /dev/shm/triton_python_backend_shm_region_abc\n"
+        "7f10-7f20 r-xp 00000000 08:01 34 /usr/lib/libc.so.6\n"
+        "7f20-7f30 rw-p 00000000 00:00 0\n"
+    )
+    assert shared_memory_regions(tmp_path, [7, 8]) == ["/dev/shm/triton_python_backend_shm_region_abc"]
+
+
+def test_a_killed_child_leaves_no_shared_memory_behind(tmp_path):
+    region = Path(f"/dev/shm/triton_python_backend_shm_region_test-{os.getpid()}")
+    python = fake_child(
+        tmp_path,
+        "import mmap, os, time\n"
+        f"fd = os.open('{region}', os.O_CREAT | os.O_RDWR, 0o600)\n"
+        "os.ftruncate(fd, 4096)\n"
+        "block = mmap.mmap(fd, 4096)\n"
+        "time.sleep(60)\n",
+    )
+    try:
+        result = run_probe({}, {}, tmp_path, 3, lambda pids: {}, python)
+    finally:
+        leftover = region.exists()
+        region.unlink(missing_ok=True)
+    assert result["ran"] is False and not leftover
+    assert result["removed_shared_memory"] == [str(region)]
