@@ -85,7 +85,6 @@ def main() -> int:
                     "slowest model load": max(m["load_ms"] for m in result["models"]),
                     "slowest inference": max(m["inference"]["latency_ms"] for m in result["models"]),
                     "report after start": result["probe_ms"],
-                    "orderly stop": result["stop"]["stop_ms"],
                 }
             )
     check_median, probe_median = statistics.median(checks), statistics.median(probes)

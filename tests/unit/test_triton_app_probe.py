@@ -99,7 +99,7 @@ def fake_child(tmp_path: Path, body: str) -> str:
     return str(python)
 
 
-def test_run_probe_measures_while_loaded_then_stops(tmp_path):
+def test_run_probe_measures_while_loaded_then_ends_the_child(tmp_path):
     python = fake_child(
         tmp_path,
         "import json, sys, os\n"
@@ -113,7 +113,9 @@ def test_run_probe_measures_while_loaded_then_stops(tmp_path):
     result = run_probe(
         {"library": "/l.so", "models": ["a"]}, {}, tmp_path, 10, lambda pids: measured.append(pids) or {}, python
     )
-    assert result["ran"] is True and result["reason"] is None and result["exit_code"] == 0
+    assert result["ran"] is True and result["reason"] is None
+    # Ended by the parent once the report is in (or by itself when its stdin closed first).
+    assert result["exit_code"] in (0, -15, -9)
     assert result["models"] == [{"name": "a"}] and result["server"] == {"library": "/l.so"}
     assert len(measured) == 1 and measured[0]
 
