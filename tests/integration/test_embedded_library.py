@@ -123,6 +123,13 @@ def test_probe_over_the_example_repository(site):
     # The probe's process group ended after the report: its python stubs' shared memory went with it.
     assert len(result["removed_shared_memory"]) == 2
     assert not any(Path(region).exists() for region in result["removed_shared_memory"])
+    # ...and its processes: the probe and one stub per model, measured while loaded, all gone.
+    pids = result["gpu_memory"]["pids"]
+    assert len(pids) == 3
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
 
 
 def test_probe_of_a_kind_gpu_model_quotes_triton(site):
