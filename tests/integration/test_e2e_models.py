@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible.module_utils.triton_report import find_server_process
-from support.local_site import local_host_vars, stop_supervisord
+from support.local_site import SERVE_PLAY, local_host_vars, stop_supervisord
 from support.triton_dist import triton_release
 
 pytestmark = pytest.mark.integration
@@ -52,18 +52,7 @@ SITE = """\
         name: triton_models
         tasks_from: check
 
-- name: Deploy and serve
-  hosts: all
-  gather_facts: false
-  roles:
-    - role: triton_models
-      vars:
-        triton_models_phase: deploy
-    - role: triton_service
-    - role: triton_models
-      vars:
-        triton_models_phase: switch
-
+{serve}
 - name: Verify
   ansible.builtin.import_playbook: {verify}
 """
@@ -87,7 +76,7 @@ def site():
     inventory = base / "inventory.yml"
     inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": host_vars}}}))
     playbook = base / "site.yml"
-    playbook.write_text(SITE.format(verify=REPO_ROOT / "playbooks" / "verify.yml"))
+    playbook.write_text(SITE.format(serve=SERVE_PLAY, verify=REPO_ROOT / "playbooks" / "verify.yml"))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"), PATH=f"{VENV_BIN}:{os.environ['PATH']}")
 
     def run(*extra: str, play: Path = playbook) -> subprocess.CompletedProcess:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support.local_site import local_host_vars, stop_supervisord
+from support.local_site import SERVE_PLAY, local_host_vars, stop_supervisord
 from support.runtime_plan import with_runtime
 from support.triton_dist import triton_release
 
@@ -46,18 +46,7 @@ SITE = """\
 - name: Preflight
   ansible.builtin.import_playbook: {preflight}
 
-- name: Deploy and serve
-  hosts: all
-  gather_facts: false
-  roles:
-    - role: triton_models
-      vars:
-        triton_models_phase: deploy
-    - role: triton_service
-    - role: triton_models
-      vars:
-        triton_models_phase: switch
-"""
+{serve}"""
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +72,7 @@ def site():
     }
     inventory = base / "inventory.yml"
     inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": host_vars}}}))
-    (base / "site.yml").write_text(SITE.format(preflight=REPO_ROOT / "playbooks" / "preflight.yml"))
+    (base / "site.yml").write_text(SITE.format(preflight=REPO_ROOT / "playbooks" / "preflight.yml", serve=SERVE_PLAY))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"), PATH=f"{VENV_BIN}:{os.environ['PATH']}")
 
     def run(play: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -14,6 +14,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+# The site's server steps after preflight (playbooks/site.yml without install: the tests lay the
+# release out with the install code itself).
+SERVE_PLAY = """\
+- name: Deploy and serve
+  hosts: all
+  gather_facts: false
+  roles:
+    - role: triton_models
+      vars:
+        triton_models_phase: deploy
+    - role: triton_service
+    - role: triton_models
+      vars:
+        triton_models_phase: switch
+"""
+
 
 def local_host_vars(base: Path, user: str, uid: int, http_port: int, models_src: Path) -> dict[str, Any]:
     """Host vars of ``localhost`` for the site's roles; gRPC and metrics use the two ports after ``http_port``."""
