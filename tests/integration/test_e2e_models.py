@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible.module_utils.triton_report import find_server_process
-from support.local_site import SERVE_PLAY, local_host_vars, stop_supervisord
+from support.local_site import SERVE_PLAY, local_host_vars, tear_down
 from support.triton_dist import triton_release
 
 pytestmark = pytest.mark.integration
@@ -94,10 +94,7 @@ def site():
         assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
         yield {"base": base, "run": run, "first": first}
     finally:
-        stop_supervisord(base / "run" / "supervisord.pid")
-        subprocess.run(["userdel", SERVICE_USER], capture_output=True, check=False)
-        subprocess.run(["groupdel", SERVICE_USER], capture_output=True, check=False)
-        shutil.rmtree(base, ignore_errors=True)
+        tear_down(base, SERVICE_USER)
 
 
 def _report(site) -> dict:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support.local_site import SERVE_PLAY, local_host_vars, stop_supervisord
+from support.local_site import SERVE_PLAY, local_host_vars, tear_down
 from support.runtime_plan import with_runtime
 from support.triton_dist import triton_release
 
@@ -88,10 +88,7 @@ def site():
         assert first.returncode == 0, first.stdout[-8000:] + first.stderr[-3000:]
         yield {"base": base, "run": run, "first": first}
     finally:
-        stop_supervisord(base / "run" / "supervisord.pid")
-        subprocess.run(["userdel", SERVICE_USER], capture_output=True, check=False)
-        subprocess.run(["groupdel", SERVICE_USER], capture_output=True, check=False)
-        shutil.rmtree(base, ignore_errors=True)
+        tear_down(base, SERVICE_USER)
 
 
 def _app_play(site, *extra: str) -> subprocess.CompletedProcess:

@@ -9,7 +9,9 @@ touched nor able to block ``usermod``.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -76,3 +78,11 @@ def stop_supervisord(pidfile: Path) -> None:
             return
         time.sleep(0.2)
     os.kill(pid, signal.SIGKILL)
+
+
+def tear_down(base: Path, user: str) -> None:
+    """Remove a test deployment: its supervisord (and programs), its account, its files."""
+    stop_supervisord(base / "run" / "supervisord.pid")
+    subprocess.run(["userdel", user], capture_output=True, check=False)
+    subprocess.run(["groupdel", user], capture_output=True, check=False)
+    shutil.rmtree(base, ignore_errors=True)
