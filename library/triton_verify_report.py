@@ -56,6 +56,9 @@ options:
   server_check:
     description: The triton_server_check C(report); null when it did not run.
     type: dict
+  app:
+    description: The M(triton_app_check) result of the host's embedded application; omitted when it declares none.
+    type: dict
 attributes:
   check_mode:
     support: full
@@ -111,6 +114,7 @@ ARGUMENT_SPEC = {
     "release": {"type": "dict"},
     "device_check": {"type": "dict"},
     "server_check": {"type": "dict"},
+    "app": {"type": "dict"},
 }
 
 
@@ -126,6 +130,7 @@ def run(params: dict, check_mode: bool) -> dict:
         params["release"],
         params["device_check"],
         params["server_check"],
+        params["app"],
     )
     try:
         changed, paths = write_report(Path(params["dest"]), report, check_mode)

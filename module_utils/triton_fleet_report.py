@@ -162,6 +162,8 @@ def normalize_host(name: str, raw: dict[str, Any] | None, batch: int | None, rea
         "release_before": raw.get("release_before"),
         "release_after": raw.get("release_after"),
         "models": models,
+        # An embedded application, where the host declares one: {name, release}.
+        "application": raw.get("application") or None,
         "verdict": verdict,
         "failed_task": raw.get("failed_task"),
         "duration_s": duration,
@@ -326,7 +328,9 @@ def _release(row: dict[str, Any]) -> str:
 
 
 def _models(row: dict[str, Any]) -> str:
-    return ", ".join(f"{m['name']} ({m['kind']})" if m["kind"] else m["name"] for m in row["models"]) or "-"
+    models = ", ".join(f"{m['name']} ({m['kind']})" if m["kind"] else m["name"] for m in row["models"]) or "-"
+    app = row.get("application")
+    return f"{models}; application {app.get('name')} {app.get('release') or '-'}" if app else models
 
 
 def _duration(row: dict[str, Any]) -> str:

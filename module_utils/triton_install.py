@@ -50,6 +50,7 @@ from ansible.module_utils.triton_server_inspect import check_release, detect_ser
 from ansible.module_utils.triton_server_layout import (
     WHEEL_SERVER_DIR,
     find_install_root,
+    link_stable_library,
     stage_tarball_layout,
     stage_tree_layout,
     stage_wheel_layout,
@@ -61,6 +62,9 @@ from ansible.module_utils.triton_wheel_venv import wheel_request_paths
 
 # The container release's run specification, next to its manifest (read by the service and removal).
 CONTAINER_SPEC = "container.json"
+# Bumped when every method's tree gains something (v2: lib/libtritonserver.so): a release laid
+# out by an older tritonfleet is then laid out again once.
+LAYOUT_VERSION = 2
 
 
 def _is_complete(directory: Path) -> bool:
@@ -91,6 +95,7 @@ def desired_identity(request: Mapping[str, Any]) -> dict[str, Any] | None:
         "source": request["source"],
         "sha256": sha256,
         "python_bin_dir": request.get("python_bin_dir"),
+        "layout_version": LAYOUT_VERSION,
     }
 
 
@@ -151,6 +156,7 @@ def _stage(request: Mapping[str, Any], staging: Path, run: Runner) -> tuple[dict
         stage_tarball_layout(archive, staging)
     else:
         stage_tree_layout(find_install_root(Path(request["src"])), staging)
+    link_stable_library(staging)
     info = inspect_release(staging)
     name_hint = request.get("archive") or request["source"]
     version = detect_server_version(method, info, str(name_hint), wheel_version)
@@ -219,6 +225,9 @@ def _install_new(
                 "manifest_version": 1,
                 "gpu_build": bool(info["gpu_build"]),
                 "backends": info["backends"],
+                # Relative to the release; null for a container release (the library is in the image).
+                "library": info.get("library"),
+                "include": info.get("include"),
                 "files_sha256": manifest_tree_digest(staging),
             }
         )

@@ -74,12 +74,15 @@ def build_report(
     release: dict[str, Any] | None,
     device_check: dict[str, Any] | None,
     server_check: dict[str, Any] | None,
+    app: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the report dict written as ``verify.json`` (schema_version 1).
 
     ``release`` is ``{id, root, instance_groups}`` (null when no release is active);
     ``device_check`` the module result (``devices``, ``findings``); ``server_check`` its
-    ``report``. Findings are ``{check, severity, code, model, message, fix}``; a missing
+    ``report``; ``app`` the ``triton_app_check`` result of an embedded application (null when the
+    host declares none; see :func:`application_section`). Findings are
+    ``{check, severity, code, model, message, fix}``; a missing
     input becomes an error finding of check ``verify``, so a report
     never looks clean because a check did not run. ``verdict`` is ``failed`` when any
     error finding exists, else ``passed``.
@@ -141,6 +144,9 @@ def build_report(
         )
     else:
         findings += [_finding("server_check", f) for f in server.get("findings", [])]
+    application = application_section(app) if app is not None else None
+    if application is not None:
+        findings += application["findings"]
     models = server.get("models", [])
     errors = [f for f in findings if f["severity"] == "error"]
     return {
@@ -174,6 +180,41 @@ def build_report(
         "expected_instance_groups": (release or {}).get("instance_groups"),
         "gpu_memory": server.get("gpu_memory"),
         "latency": _latency(models),
+        "application": application,
+        "findings": findings,
+    }
+
+
+def application_section(app: dict[str, Any]) -> dict[str, Any]:
+    """The report's ``application`` part from a ``triton_app_check`` result (a failed run becomes a finding).
+
+    ``{release, app_release, binary, process, environment, environment_source, gpu_memory, probe,
+    verdict, findings}``; findings carry check ``app_check`` or ``app_probe``.
+    """
+    if app.get("failed") and not app.get("app_check"):
+        finding = _finding(
+            "app_check",
+            {
+                "code": "app_check_not_run",
+                "message": f"the embedded application could not be checked: {app.get('msg') or 'no message'}",
+                "fix": "deploy the application (playbooks/app.yml), then verify again",
+            },
+        )
+        return {"verdict": "failed", "findings": [finding], "release": None, "app_release": None, "binary": None}
+    check = app.get("app_check") or {}
+    probe = app.get("probe")
+    findings = [_finding("app_check", f) for f in check.get("findings") or []]
+    findings += [_finding("app_probe", f) for f in (probe or {}).get("findings") or []]
+    return {
+        "release": app.get("release"),
+        "app_release": app.get("app_release"),
+        "binary": check.get("binary"),
+        "process": check.get("process"),
+        "environment": check.get("environment"),
+        "environment_source": check.get("environment_source"),
+        "gpu_memory": check.get("gpu_memory"),
+        "probe": probe,
+        "verdict": "failed" if any(f["severity"] == "error" for f in findings) else "passed",
         "findings": findings,
     }
 
@@ -238,6 +279,76 @@ def _gpu_memory_lines(memory: dict[str, Any] | None) -> list[str]:
     rows = [[g.get("index"), g.get("name"), g.get("used_bytes"), g.get("processes")] for g in memory.get("gpus") or []]
     if rows:
         lines += ["", *_table(["GPU", "name", "bytes used by the server", "processes"], rows)]
+    return lines
+
+
+def _application_lines(app: dict[str, Any]) -> list[str]:
+    binary = app.get("binary")
+    if not binary:
+        return ["Not checked (see the findings)."]
+    library = binary.get("library") or {}
+    release = app.get("release") or {}
+    process = app.get("process")
+    environment = app.get("environment") or {}
+    device_env = {k: v for k, v in environment.items() if k.startswith(("CUDA_", "NVIDIA_"))}
+    lines = [
+        f"- Verdict: **{app.get('verdict')}**; application release {_cell(app.get('app_release'))}",
+        f"- Binary: {binary.get('path')} "
+        f"({'ELF' if binary.get('elf') else 'script ' + str(binary.get('interpreter'))}), "
+        f"NEEDED {_cell(binary.get('needed'))}",
+        f"- libtritonserver: {_cell(library.get('path'))} via {_cell(library.get('via'))}, GPU build "
+        f"{_cell(library.get('gpu_build'))}; release {_cell(release.get('dir'))} "
+        f"(server {_cell(release.get('server_version'))}, "
+        f"header {_cell(release.get('include'))})",
+        f"- Its own CUDA calls: {_cell(binary.get('cuda_device_calls'))}; Triton option setters: "
+        f"{_cell([s.removeprefix('TRITONSERVER_ServerOptionsSet') for s in binary.get('option_setters') or []])}",
+        f"- Device environment ({app.get('environment_source')}): "
+        + (", ".join(f"{k}={v!r}" for k, v in sorted(device_env.items())) or "none set"),
+    ]
+    if process is not None:
+        lines.append(
+            "- Process: "
+            + (f"pid {process.get('pid')}" if process.get("found") else f"not running ({process.get('reason')})")
+            + (f", mapped {_cell(process.get('triton_libraries'))}" if process.get("found") else "")
+        )
+    lines += ["", "GPU memory of the application:", "", *_gpu_memory_lines(app.get("gpu_memory"))]
+    probe = app.get("probe")
+    if probe:
+        server = probe.get("server") or {}
+        lines += [
+            "",
+            f"In-process probe through {_cell(server.get('library'))} (Triton {_cell(server.get('version'))}, C API "
+            f"{_cell(server.get('api_version'))}), options {_cell(probe.get('options'))}, "
+            + ("completed" if probe.get("ran") else f"failed: {probe.get('reason')}")
+            + f" in {_cell(probe.get('duration_ms'))} ms:",
+            "",
+        ]
+        rows = []
+        for model in probe.get("models") or []:
+            inference = model.get("inference") or {}
+            asks = [
+                f"{a['tensor']} {a['asked']['memory_type']}:{a['asked']['device']}"
+                f"->{a['given']['memory_type']}:{a['given']['device']}"
+                for a in inference.get("allocations") or []
+            ]
+            rows.append(
+                [
+                    model.get("name"),
+                    "loaded" if model.get("loaded") else model.get("load_message"),
+                    [
+                        f"{g.get('kind')} x{g.get('count')}" + (f" gpus {g.get('gpus')}" if g.get("gpus") else "")
+                        for g in model.get("instance_groups") or []
+                    ],
+                    ("ok" if inference.get("ok") else inference.get("message")) if inference else None,
+                    [f"{o.get('name')}={o.get('data')}" for o in inference.get("outputs") or []],
+                    asks,
+                    inference.get("latency_ms"),
+                ]
+            )
+        lines += _table(
+            ["model", "load", "instance groups (Triton)", "inference", "outputs", "allocator asked->given", "ms"], rows
+        )
+        lines += ["", "GPU memory of the probe:", "", *_gpu_memory_lines(probe.get("gpu_memory"))]
     return lines
 
 
@@ -335,7 +446,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["", f"Inference latency: median {latency.get('median_ms')} ms, max {latency.get('max_ms')} ms."]
     else:
         lines.append("No model reported.")
-    lines += ["", "## GPU memory per process", "", *_gpu_memory_lines(report.get("gpu_memory")), "", "## Findings", ""]
+    lines += ["", "## GPU memory per process", "", *_gpu_memory_lines(report.get("gpu_memory"))]
+    if report.get("application") is not None:
+        lines += ["", "## Embedded application", "", *_application_lines(report["application"])]
+    lines += ["", "## Findings", ""]
     findings = report.get("findings") or []
     if findings:
         lines += _table(
@@ -380,6 +494,16 @@ _ENV_KEYS = ("PATH", "LD_LIBRARY_PATH", "HOME", "LANG", "PYTHONDONTWRITEBYTECODE
 _ENV_PREFIXES = ("CUDA_", "NVIDIA_")
 
 
+def filter_environment(raw_env: bytes) -> dict[str, str]:
+    """Return the variables of a ``/proc/<pid>/environ`` blob that decide what CUDA and the loader see."""
+    environment = {}
+    for item in raw_env.split(b"\0"):
+        key, sep, value = item.decode("utf-8", "replace").partition("=")
+        if sep and (key in _ENV_KEYS or key.startswith(_ENV_PREFIXES)):
+            environment[key] = value
+    return environment
+
+
 def find_server_process(proc_root: Path, http_port: int, name: str = "tritonserver") -> dict[str, Any]:
     """Find the ``tritonserver`` process serving HTTP on ``http_port`` under ``proc_root``.
 
@@ -403,11 +527,7 @@ def find_server_process(proc_root: Path, http_port: int, name: str = "tritonserv
         except OSError:
             continue
         uid = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("Uid:")), None)
-        environment = {}
-        for item in raw_env.split(b"\0"):
-            key, sep, value = item.decode("utf-8", "replace").partition("=")
-            if sep and (key in _ENV_KEYS or key.startswith(_ENV_PREFIXES)):
-                environment[key] = value
+        environment = filter_environment(raw_env)
         return {"found": True, "pid": int(entry.name), "uid": uid, "environment": environment, "reason": None}
     return {
         "found": False,

@@ -90,7 +90,7 @@ def _describe(keys: list[tuple[Any, ...]]) -> str:
     return "[" + "; ".join(parts) + "]"
 
 
-def _outputs_match(outputs: list[Mapping[str, Any]], expected: Mapping[str, list[Any]]) -> str | None:
+def outputs_match(outputs: list[Mapping[str, Any]], expected: Mapping[str, list[Any]]) -> str | None:
     by_name = {o.get("name"): o.get("data") for o in outputs}
     for name, want in expected.items():
         got = by_name.get(name)
@@ -283,7 +283,7 @@ def _smoke_infer(
         model["outputs_ok"] = False
         return
     if expected_outputs:
-        mismatch = _outputs_match(response.json().get("outputs") or [], expected_outputs)
+        mismatch = outputs_match(response.json().get("outputs") or [], expected_outputs)
         model["outputs_ok"] = mismatch is None
         if mismatch:
             findings.append(

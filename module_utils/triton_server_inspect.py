@@ -16,7 +16,7 @@ from typing import Any
 
 from ansible.module_utils.triton_elf import elf_needed
 from ansible.module_utils.triton_install_errors import InstallError
-from ansible.module_utils.triton_server_layout import WHEEL_SERVER_VERSIONS
+from ansible.module_utils.triton_server_layout import HEADER, LIBRARY, WHEEL_SERVER_VERSIONS
 
 
 def inspect_release(release_dir: Path) -> dict[str, Any]:
@@ -39,6 +39,8 @@ def inspect_release(release_dir: Path) -> dict[str, Any]:
         "cudart": cudart_files or cudart_needed,
         "backends": backends,
         "triton_version_file": version_file.read_text().strip() if version_file.is_file() else None,
+        "library": LIBRARY if (release_dir / LIBRARY).is_file() else None,
+        "include": "include" if (release_dir / HEADER).is_file() else None,
     }
 
 

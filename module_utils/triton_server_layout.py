@@ -32,6 +32,10 @@ WHEEL_LIBS_DIR = "nvidia_pytriton.libs"
 # Directories of the wheel's server tree copied into the release, in this order.
 WHEEL_TREE_DIRS = ("bin", "backends", "caches")
 PYTHON_STUB = "triton_python_backend_stub"
+# The stable name an embedding application links and loads (-l:libtritonserver.so, dlopen), and
+# the C API header where the distribution ships one (Jetson tarballs, build.py installs).
+LIBRARY = "lib/libtritonserver.so"
+HEADER = "include/triton/core/tritonserver.h"
 
 
 def wheel_server_version(site_dir: Path) -> tuple[str, str, str]:
@@ -204,3 +208,24 @@ def stage_tree_layout(install_root: Path, dest: Path, move: bool = False) -> lis
         else:
             shutil.copy2(entry, dest / entry.name, follow_symlinks=False)
     return sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+
+
+def link_stable_library(release_dir: Path) -> str | None:
+    """Give the release's libtritonserver the stable name ``lib/libtritonserver.so``; return it, or None.
+
+    The wheel ships ``libtritonserver-<hash>.so`` (its SONAME, which a program linked against the
+    stable name still records); tarballs and build.py installs ship the stable name already. The
+    link is relative, so it stays right when the release directory is renamed into place.
+    """
+    stable = release_dir / LIBRARY
+    if stable.is_file():
+        return LIBRARY
+    shipped = (
+        sorted(p for p in stable.parent.glob("libtritonserver*.so*") if p.is_file()) if stable.parent.is_dir() else []
+    )
+    if not shipped:
+        return None
+    if stable.is_symlink():
+        stable.unlink()
+    stable.symlink_to(shipped[0].name)
+    return LIBRARY

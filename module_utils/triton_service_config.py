@@ -144,6 +144,19 @@ def dist_installed(site_packages: Sequence[Path], name: str, version: str | None
     return False
 
 
+def exec_as_lines(env: Mapping[str, str], user: str, group: str) -> list[str]:
+    """Shell lines (each ending in a continuation) that exec the command that follows with exactly ``env``, as ``user``.
+
+    ``env -i`` drops everything of the caller's environment; ``setpriv`` drops root to the
+    unprivileged account without a shell in between and forbids regaining privileges.
+    """
+    quote = shlex.quote
+    lines = ["exec env -i \\"]
+    lines += [f"  {quote(f'{name}={value}')} \\" for name, value in sorted(env.items())]
+    lines.append(f"  setpriv --reuid={quote(user)} --regid={quote(group)} --init-groups --no-new-privs -- \\")
+    return lines
+
+
 def launcher_script(launch: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
     """Return the launcher shell script for a computed launch (argv, env, container) and the role settings.
 
@@ -183,12 +196,7 @@ def launcher_script(launch: Mapping[str, Any], settings: Mapping[str, Any]) -> s
         lines += [" ".join(quote(arg) for arg in argv) + " >/dev/null 2>&1 || :" for argv in prepare]
         lines.append("exec \\")
     else:
-        lines.append("exec env -i \\")
-        lines += [f"  {quote(f'{name}={value}')} \\" for name, value in sorted(launch["env"].items())]
-        lines.append(
-            f"  setpriv --reuid={quote(settings['user'])} --regid={quote(settings['group'])}"
-            " --init-groups --no-new-privs -- \\"
-        )
+        lines += exec_as_lines(launch["env"], settings["user"], settings["group"])
     lines += [f"  {quote(arg)} \\" for arg in launch["argv"]]
     lines += [
         f'  "--http-restricted-api={apis}:{header}=$key" \\',

@@ -113,34 +113,64 @@ def supervisor_proxy(socket_path: str) -> Any:
     return xmlrpc.client.ServerProxy("http://localhost", transport=_UnixTransport(socket_path, RPC_TIMEOUT))
 
 
-def supervisor_status(proxy: Any) -> str:
-    """Return ``down``, ``missing`` or the program's state name (RUNNING, FATAL, ...)."""
+def supervisor_info(proxy: Any, program: str = PROGRAM) -> dict[str, Any] | None:
+    """Return supervisord's process info of ``program`` (``statename``, ``pid``, ...), or None when it does not know it.
+
+    Raises OSError when supervisord does not answer.
+    """
     try:
-        return str(proxy.supervisor.getProcessInfo(PROGRAM)["statename"])
-    except OSError:
-        return "down"
+        return dict(proxy.supervisor.getProcessInfo(program))
     except xmlrpc.client.Fault as fault:
         if fault.faultCode == FAULT_BAD_NAME:
-            return "missing"
+            return None
         raise ServiceConfigError(
-            f"supervisord answered fault {fault.faultCode} ({fault.faultString}) about {PROGRAM}. "
+            f"supervisord answered fault {fault.faultCode} ({fault.faultString}) about {program}. "
             "A healthy supervisord reports the program's state. Check its log in triton_service_log_dir."
         ) from fault
 
 
-def _call_ignoring(rpc: Any, method: str, *args: Any, codes: tuple[int, ...]) -> None:
+def supervisor_status(proxy: Any, program: str = PROGRAM) -> str:
+    """Return ``down``, ``missing`` or the program's state name (RUNNING, FATAL, ...)."""
+    try:
+        info = supervisor_info(proxy, program)
+    except OSError:
+        return "down"
+    return "missing" if info is None else str(info["statename"])
+
+
+def call_ignoring(rpc: Any, method: str, *args: Any, codes: tuple[int, ...]) -> None:
     """Call supervisord's ``method``; the fault codes in ``codes`` mean the wanted state already holds."""
     try:
         getattr(rpc, method)(*args)
     except xmlrpc.client.Fault as fault:
         if fault.faultCode not in codes:
             raise ServiceConfigError(
-                f"supervisord refused {method}({PROGRAM}) with fault {fault.faultCode} ({fault.faultString}). "
-                "supervisord starts and stops the server on request. Check its log in triton_service_log_dir."
+                f"supervisord refused {method}({args[0] if args else ''}) with fault {fault.faultCode} "
+                f"({fault.faultString}). supervisord starts and stops its programs on request. "
+                "Check its log in triton_service_log_dir."
             ) from fault
 
 
-def apply_supervisor(proxy: Any, action: str, supervisord: Sequence[str]) -> None:
+def supervisor_update(proxy: Any, program: str) -> list[str]:
+    """Make supervisord run ``program`` as its configuration files now say, leaving every other program alone.
+
+    What ``supervisorctl update <program>`` does: reread the configuration, then add the program
+    when it is new, or replace it (stop, remove, add) when its section changed. Returns what was done.
+    """
+    rpc = proxy.supervisor
+    added, changed, _removed = rpc.reloadConfig()[0]
+    done = []
+    if program in changed:
+        call_ignoring(rpc, "stopProcessGroup", program, True, codes=(FAULT_NOT_RUNNING, FAULT_BAD_NAME))
+        rpc.removeProcessGroup(program)
+        done.append("remove")
+    if program in added or program in changed:
+        rpc.addProcessGroup(program)
+        done.append("add")
+    return done
+
+
+def apply_supervisor(proxy: Any, action: str, supervisord: Sequence[str], program: str = PROGRAM) -> None:
     """Carry out one action of :func:`supervisor_actions`; spawn errors are left to the readiness wait."""
     rpc = proxy.supervisor
     if action == "start_supervisord":
@@ -164,13 +194,13 @@ def apply_supervisor(proxy: Any, action: str, supervisord: Sequence[str]) -> Non
             )
     elif action == "reload":
         # Stop first, so that the old server no longer answers while the new one starts.
-        _call_ignoring(rpc, "stopProcess", PROGRAM, True, codes=(FAULT_NOT_RUNNING, FAULT_BAD_NAME))
+        call_ignoring(rpc, "stopProcess", program, True, codes=(FAULT_NOT_RUNNING, FAULT_BAD_NAME))
         rpc.restart()
     elif action == "restart":
-        _call_ignoring(rpc, "stopProcess", PROGRAM, True, codes=(FAULT_NOT_RUNNING,))
-        _call_ignoring(rpc, "startProcess", PROGRAM, False, codes=(FAULT_ALREADY_STARTED, FAULT_SPAWN_ERROR))
+        call_ignoring(rpc, "stopProcess", program, True, codes=(FAULT_NOT_RUNNING,))
+        call_ignoring(rpc, "startProcess", program, False, codes=(FAULT_ALREADY_STARTED, FAULT_SPAWN_ERROR))
     else:
-        _call_ignoring(rpc, "startProcess", PROGRAM, False, codes=(FAULT_ALREADY_STARTED, FAULT_SPAWN_ERROR))
+        call_ignoring(rpc, "startProcess", program, False, codes=(FAULT_ALREADY_STARTED, FAULT_SPAWN_ERROR))
 
 
 # --- readiness -----------------------------------------------------------------------------

@@ -124,3 +124,16 @@ class FakeNvml:
 
     def nvmlDeviceGetMigMode(self, handle: int) -> list[int]:
         return list(self._device(handle, "nvmlDeviceGetMigMode", "mig_mode"))
+
+
+class ProcessNvml(FakeNvml):
+    """FakeNvml plus the per-process call; a device's ``processes`` is ``[{pid, used}]`` (used None: N/A)."""
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle):
+        self.calls.append("nvmlDeviceGetComputeRunningProcesses")
+        if not self.initialized:
+            raise nvml_error("Uninitialized")
+        device = self.profile["devices"][handle]
+        if "nvmlDeviceGetComputeRunningProcesses" in device.get("unsupported", ()):
+            raise nvml_error("NotSupported")
+        return [SimpleNamespace(pid=p["pid"], usedGpuMemory=p["used"]) for p in device.get("processes", [])]

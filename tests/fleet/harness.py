@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -49,7 +50,7 @@ OVERLAID = ("etc", "opt", "usr", "var", "srv")
 # Paths each host replaces with its own, hiding what lies beneath them on this machine.
 MASKED = ("/tmp", "/run", "/root", "/dev/shm")
 PARKED_REPO = "/srv/.tritonfleet-tests-repo"
-HOST_PACKAGES = ("nvidia-ml-py", "requests")
+HOST_PACKAGES = ("nvidia-ml-py", "requests", "pyelftools")
 # Char-device major reserved for local/experimental use (Linux devices.txt): opening a node
 # gives ENXIO on any machine, also one with a real NVIDIA driver on major 195.
 FAKE_NODE_MAJOR = 240
@@ -150,9 +151,9 @@ def _terminate(pids: set[int], grace: float = 3.0) -> list[int]:
 
 
 def ensure_host_python(cache_dir: Path = HOST_PYTHON_DIR, requirements: Path = REPO_ROOT / "requirements.txt") -> Path:
-    """Build (once) the managed-host venv from /usr/bin/python3 with the pinned nvidia-ml-py and requests.
+    """Build (once) the managed-host venv from /usr/bin/python3 with the pinned HOST_PACKAGES.
 
-    Returns ``<cache_dir>/hostpy/bin/python``. A marker file holds the pins; a change rebuilds.
+    Returns ``<cache_dir>/hostpy-<pins hash>/bin/python``. A marker file holds the pins; a change rebuilds.
     Parallel callers serialise on a lock file.
     """
     pins = sorted(
@@ -165,7 +166,8 @@ def ensure_host_python(cache_dir: Path = HOST_PYTHON_DIR, requirements: Path = R
             f"Host Python pins not found: {requirements} lists {pins}; expected {', '.join(HOST_PACKAGES)} "
             "pinned with ==; add the pins to requirements.txt."
         )
-    venv = cache_dir / "hostpy"
+    # One venv per set of pins: branches with other pins never rebuild each other's venv.
+    venv = cache_dir / f"hostpy-{hashlib.sha256(chr(10).join(pins).encode()).hexdigest()[:12]}"
     marker = venv / ".fleet-pins"
     cache_dir.mkdir(parents=True, exist_ok=True)
     with (cache_dir / "hostpy.lock").open("w") as lock:

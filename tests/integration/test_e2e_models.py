@@ -18,17 +18,15 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 from ansible.module_utils.triton_report import find_server_process
-from support.local_site import private_site_vars
+from support.local_site import SERVE_PLAY, local_host_vars, tear_down
 from support.triton_dist import triton_release
 
 pytestmark = pytest.mark.integration
@@ -37,7 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 EXAMPLES = REPO_ROOT / "examples" / "model_repository"
 FIXTURE_REPOS = REPO_ROOT / "tests" / "fixtures" / "repos"
-HTTP_PORT = 48000  # gRPC and metrics on the next two (support.local_site)
+HTTP_PORT = 48000  # gRPC and metrics on the two ports after it
 SERVICE_USER = "tf-e2e"
 SERVICE_UID = 28079
 URL = f"http://127.0.0.1:{HTTP_PORT}"
@@ -54,18 +52,7 @@ SITE = """\
         name: triton_models
         tasks_from: check
 
-- name: Deploy and serve
-  hosts: all
-  gather_facts: false
-  roles:
-    - role: triton_models
-      vars:
-        triton_models_phase: deploy
-    - role: triton_service
-    - role: triton_models
-      vars:
-        triton_models_phase: switch
-
+{serve}
 - name: Verify
   ansible.builtin.import_playbook: {verify}
 """
@@ -85,19 +72,11 @@ def site():
     base = Path(tempfile.mkdtemp(prefix="tf-e2e-models-", dir="/tmp"))
     base.chmod(0o755)
     triton_release(base / "opt")
-    host_vars = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-        **private_site_vars(base, HTTP_PORT, SERVICE_USER, SERVICE_UID),
-        "triton_service_install_prefix": str(base / "opt"),
-        "triton_service_model_repository": str(base / "models" / "current"),
-        "triton_service_ready_timeout": 60,
-        "triton_verify_report_dir": str(base / "reports" / "{{ inventory_hostname }}"),
-    }
+    host_vars = local_host_vars(base, SERVICE_USER, SERVICE_UID, HTTP_PORT, EXAMPLES)
     inventory = base / "inventory.yml"
     inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": host_vars}}}))
     playbook = base / "site.yml"
-    playbook.write_text(SITE.format(verify=REPO_ROOT / "playbooks" / "verify.yml"))
+    playbook.write_text(SITE.format(serve=SERVE_PLAY, verify=REPO_ROOT / "playbooks" / "verify.yml"))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"), PATH=f"{VENV_BIN}:{os.environ['PATH']}")
 
     def run(*extra: str, play: Path = playbook) -> subprocess.CompletedProcess:
@@ -115,27 +94,7 @@ def site():
         assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
         yield {"base": base, "run": run, "first": first}
     finally:
-        _stop_supervisord(base / "run" / "supervisord.pid")
-        subprocess.run(["userdel", SERVICE_USER], capture_output=True, check=False)
-        subprocess.run(["groupdel", SERVICE_USER], capture_output=True, check=False)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def _stop_supervisord(pidfile: Path) -> None:
-    """Stop the supervisord this module started (it stops tritonserver first)."""
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    os.kill(pid, signal.SIGKILL)
+        tear_down(base, SERVICE_USER)
 
 
 def _report(site) -> dict:

@@ -350,3 +350,12 @@ def test_normalize_host_reads_instance_groups():
         {"name": "empty", "kind": ""},
         {"name": "scale", "kind": "KIND_GPU"},
     ]
+
+
+def test_embedded_application_is_shown_with_the_models():
+    results = {"a": {"verdict": "passed", "models": {"add_sub": [{"kind": "KIND_CPU"}]},
+                     "application": {"name": "demo", "release": "0123456789abcdef"}}}  # fmt: skip
+    report = build_report("r1", PLAN, results, done_batches=1, max_fail_percentage=0)
+    assert report["hosts"][0]["application"] == {"name": "demo", "release": "0123456789abcdef"}
+    assert "add_sub (KIND_CPU); application demo 0123456789abcdef" in render_markdown(report)
+    assert "add_sub (KIND_CPU); application demo 0123456789abcdef" in render_html(report)

@@ -18,11 +18,12 @@ import pytest
 from ansible.module_utils.triton_build_py import RELEASES, flags_of
 from ansible.module_utils.triton_container_spec import container_run_argv, container_run_spec
 from ansible.module_utils.triton_elf import elf_needed, elf_rpath, set_elf_rpath
-from ansible.module_utils.triton_install import build_request, install_release
+from ansible.module_utils.triton_install import LAYOUT_VERSION, build_request, install_release
 from ansible.module_utils.triton_install_errors import ChecksumError, InstallError
 from ansible.module_utils.triton_server_inspect import check_release, detect_server_version, inspect_release
 from ansible.module_utils.triton_server_layout import (
     find_install_root,
+    link_stable_library,
     stage_tarball_layout,
     stage_wheel_layout,
     verify_archive,
@@ -516,3 +517,43 @@ def test_an_installed_release_is_rechecked_against_a_new_gpu_policy(tmp_path: Pa
     with pytest.raises(InstallError, match="is a CPU-only build"):
         install_release(request(prefix, src, plan=DGPU_SOURCE_PLAN), check_mode=False)
     assert os.readlink(prefix / "current") == "releases/2.51.0"
+
+
+# ----------------------------------------------------------------------------- the library applications embed
+
+
+def test_wheel_release_gets_the_stable_library_name(tmp_path: Path) -> None:
+    dest = tmp_path / "release"
+    stage_wheel_layout(fake_site(tmp_path / "site"), dest, "3.11")
+    assert link_stable_library(dest) == "lib/libtritonserver.so"
+    assert os.readlink(dest / "lib" / "libtritonserver.so") == "libtritonserver-717102f0.so"
+    assert (inspect_release(dest)["library"], inspect_release(dest)["include"]) == ("lib/libtritonserver.so", None)
+
+
+def test_release_that_ships_the_stable_name_and_header_keeps_them(tmp_path: Path) -> None:
+    tree = fake_tree(tmp_path / "build")
+    (tree / "include" / "triton" / "core").mkdir(parents=True)
+    (tree / "include" / "triton" / "core" / "tritonserver.h").write_text("/* the release's header */\n")
+    prefix = tmp_path / "prefix"
+    manifest = install_release(request(prefix, tree), check_mode=False)["manifest"]
+    assert (manifest["library"], manifest["include"]) == ("lib/libtritonserver.so", "include")
+    assert not (prefix / "current" / "lib" / "libtritonserver.so").is_symlink()
+
+
+def test_release_without_libtritonserver_records_none(tmp_path: Path) -> None:
+    tree = fake_tree(tmp_path / "build")
+    (tree / "lib" / "libtritonserver.so").unlink()
+    assert link_stable_library(tree) is None
+    manifest = install_release(request(tmp_path / "prefix", tree), check_mode=False)["manifest"]
+    assert manifest["library"] is None
+
+
+def test_release_laid_out_by_an_older_layout_is_laid_out_again(tmp_path: Path) -> None:
+    prefix, src = tmp_path / "prefix", fake_tree(tmp_path / "build")
+    install_release(request(prefix, src), check_mode=False)
+    manifest_path = prefix / "releases" / "2.51.0" / "manifest.json"
+    old = json.loads(manifest_path.read_text())
+    del old["layout_version"]
+    manifest_path.write_text(json.dumps(old))
+    again = install_release(request(prefix, src), check_mode=False)
+    assert again["changed"] and again["manifest"]["layout_version"] == LAYOUT_VERSION

@@ -237,3 +237,78 @@ def test_read_deployed_reads_all_three(tmp_path):
     assert (state["process"]["pid"], state["process"]["environment"]) == (42, {"CUDA_VISIBLE_DEVICES": ""})
     empty = read_deployed(tmp_path / "none", tmp_path / "none", tmp_path / "proc", 9000)
     assert (empty["manifest"], empty["release"], empty["process"]["found"]) == (None, None, False)
+
+
+# ----------------------------------------------------------------------------- embedded application
+
+APP = {
+    "release": {"dir": "/opt/tritonserver/current", "library": "/opt/tritonserver/current/lib/libtritonserver.so",
+                "include": None, "server_version": "2.51.0", "gpu_build": True},
+    "app_release": "0123456789abcdef",
+    "app_check": {
+        "binary": {"path": "/opt/tritonfleet/apps/demo/releases/0123/embedded_app", "elf": True, "interpreter": None,
+                   "needed": ["libtritonserver-717102f0.so", "libc.so.6"],
+                   "library": {"path": "/opt/tritonserver/current/lib/libtritonserver-717102f0.so", "via": "RPATH",
+                               "gpu_build": True},
+                   "cuda_device_calls": [],
+                   "option_setters": ["TRITONSERVER_ServerOptionsSetPinnedMemoryPoolByteSize"]},
+        "process": {"found": True, "pid": 4242, "triton_libraries": ["/opt/tritonserver/releases/2.51.0/lib/x.so"]},
+        "environment": {"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin"},
+        "environment_source": "/proc/4242/environ",
+        "gpu_memory": {"measured": False, "reason": "NVML unavailable: libnvidia-ml.so.1 not found"},
+        "findings": [],
+    },
+    "probe": {
+        "ran": True, "reason": None, "duration_ms": 900.0, "options": ["--pinned-memory-pool-byte-size=0"],
+        "server": {"library": "/opt/tritonserver/releases/2.51.0/lib/libtritonserver-717102f0.so", "version": "2.51.0",
+                   "api_version": "1.34"},
+        "models": [{"name": "add_sub", "loaded": True, "load_message": None,
+                    "instance_groups": [{"kind": "KIND_CPU", "count": 1, "gpus": []}],
+                    "inference": {"ok": True, "message": None, "latency_ms": 20.0,
+                                  "outputs": [{"name": "OUTPUT0", "data": [2.0, 4.0, 6.0, 8.0]}],
+                                  "allocations": [{"tensor": "OUTPUT0", "asked": {"memory_type": "CPU", "device": 0},
+                                                   "given": {"memory_type": "CPU", "device": 0}}]}}],
+        "gpu_memory": {"measured": False, "reason": "NVML unavailable: libnvidia-ml.so.1 not found"},
+        "findings": [],
+    },
+}  # fmt: skip
+
+
+def test_embedded_application_section_passes_and_renders():
+    report = _report(app=APP)
+    assert report["verdict"] == "passed" and report["application"]["verdict"] == "passed"
+    assert report["application"]["environment_source"] == "/proc/4242/environ"
+    text = render_markdown(report)
+    assert "## Embedded application" in text
+    assert "Device environment (/proc/4242/environ): CUDA_VISIBLE_DEVICES=''" in text
+    assert (
+        "| add_sub | loaded | KIND_CPU x1 | ok | OUTPUT0=[2.0, 4.0, 6.0, 8.0] | OUTPUT0 CPU:0->CPU:0 | 20.0 |" in text
+    )
+    assert text.count("Not measured: NVML unavailable: libnvidia-ml.so.1 not found.") == 2  # application, probe
+    assert json.loads(render_json(report))["application"]["app_release"] == "0123456789abcdef"
+
+
+def test_embedded_application_findings_fail_the_host_by_check():
+    finding = {"severity": "error", "code": "app_cuda_calls", "model": None, "message": "cudaMalloc", "fix": "drop it"}
+    probe_finding = dict(finding, code="probe_load_failed", model="add_gpu", message="has kind KIND_GPU")
+    app = {**APP, "app_check": {**APP["app_check"], "findings": [finding]},
+           "probe": {**APP["probe"], "findings": [probe_finding]}}  # fmt: skip
+    report = _report(app=app)
+    assert report["verdict"] == "failed" and report["application"]["verdict"] == "failed"
+    assert [(f["check"], f["code"]) for f in report["findings"]] == [
+        ("app_check", "app_cuda_calls"),
+        ("app_probe", "probe_load_failed"),
+    ]
+
+
+def test_application_that_could_not_be_checked_is_a_finding():
+    report = _report(app={"failed": True, "msg": "No installed Triton release to embed"})
+    assert report["verdict"] == "failed"
+    assert report["findings"][-1]["code"] == "app_check_not_run"
+    assert "No installed Triton release to embed" in report["findings"][-1]["message"]
+    assert "Not checked (see the findings)." in render_markdown(report)
+
+
+def test_host_without_an_application_has_no_section():
+    report = _report()
+    assert report["application"] is None and "## Embedded application" not in render_markdown(report)

@@ -3,8 +3,6 @@ server in tests/integration/test_server_check.py)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from ansible.module_utils.triton_server_check import (
     compare_instance_groups,
@@ -14,23 +12,10 @@ from ansible.module_utils.triton_server_check import (
     read_api_key,
     read_pids,
 )
-from fakes.fake_nvml import FakeNvml, nvml_error
+from fakes.fake_nvml import ProcessNvml, nvml_error
 
 MIB = 1 << 20
 PER_PROCESS = "nvmlDeviceGetComputeRunningProcesses"
-
-
-class ProcessNvml(FakeNvml):
-    """FakeNvml plus the per-process call; a device's ``processes`` is ``[{pid, used}]`` (used None: N/A)."""
-
-    def nvmlDeviceGetComputeRunningProcesses(self, handle):
-        self.calls.append("nvmlDeviceGetComputeRunningProcesses")
-        if not self.initialized:
-            raise nvml_error("Uninitialized")
-        device = self.profile["devices"][handle]
-        if "nvmlDeviceGetComputeRunningProcesses" in device.get("unsupported", ()):
-            raise nvml_error("NotSupported")
-        return [SimpleNamespace(pid=p["pid"], usedGpuMemory=p["used"]) for p in device.get("processes", [])]
 
 
 def nvml(*devices: list[dict], **profile) -> ProcessNvml:
