@@ -278,6 +278,18 @@ def build_report(
     }
 
 
+def with_verify_reports(results: dict[str, Any], reports_dir: Path, fleet_dir: Path) -> dict[str, dict[str, Any]]:
+    """Return ``results`` with each host's ``verify_report`` (links and verdict) read from ``reports_dir``.
+
+    The one way a fleet report row learns about the host's own report, for rollouts and for
+    status reports built from collected documents alike.
+    """
+    return {
+        host: dict(raw or {}, verify_report=read_verify_report(reports_dir, host, fleet_dir / "latest"))
+        for host, raw in results.items()
+    }
+
+
 def read_verify_report(reports_dir: Path, host: str, fleet_dir: Path) -> dict[str, Any]:
     """Return links to ``<reports_dir>/<host>/verify.{json,md}`` relative to ``fleet_dir``, plus its verdict.
 
@@ -333,8 +345,24 @@ def _duration(row: dict[str, Any]) -> str:
     return "-" if row["duration_s"] is None else f"{row['duration_s']:.1f} s"
 
 
-def _headline(report: dict[str, Any]) -> str:
+def _title(report: dict[str, Any]) -> str:
+    return f"Fleet {'status' if report.get('kind') == 'status' else 'rollout'} {report['rollout_id']}"
+
+
+def _verdict(row: dict[str, Any]) -> str:
+    return f"{row['verdict']} (stale)" if row.get("stale") else row["verdict"]
+
+
+def headline(report: dict[str, Any]) -> str:
+    """The one-line summary at the top of every rendering of the report."""
     counts = ", ".join(f"{count} {verdict}" for verdict, count in report["counts"].items()) or "no hosts"
+    if report.get("kind") == "status":
+        stale = report.get("stale_hosts") or []
+        return (
+            f"Status {report['rollout_id']} as of {report['finished']}: {len(report['hosts'])} host(s), {counts}; "
+            f"{len(stale)} stale (no report within {report['stale_intervals']} intervals)"
+            + (f": {', '.join(stale)}" if stale else "")
+        )
     mode = " (check mode: nothing changed)" if report["check_mode"] else ""
     stop = f" at batch {report['stopped_at_batch']}" if report["stopped_at_batch"] else ""
     return (
@@ -349,7 +377,7 @@ def _md_cell(text: str) -> str:
 
 def render_markdown(report: dict[str, Any]) -> str:
     """Return the report as Markdown: headline, one line per batch, one table row per host."""
-    lines = [f"# Fleet rollout {report['rollout_id']}", "", _headline(report), ""]
+    lines = [f"# {_title(report)}", "", headline(report), ""]
     lines += [f"- {_md_cell(batch['summary'])}" for batch in report["batches"]]
     lines += [
         "",
@@ -365,7 +393,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             _md_cell(row["platform"] or "-"),
             _md_cell(_release(row)),
             _md_cell(_models(row)),
-            row["verdict"],
+            _verdict(row),
             _duration(row),
             findings,
             verify,
@@ -379,6 +407,7 @@ body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;width:100%}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;
 vertical-align:top}th{background:#f0f0f0}.passed{background:#e6f4e6}.failed,.unreachable{background:#fbe3e3}
 .rolled-back{background:#fff3cd}.not-reached,.pending,.planned{color:#666}ul{margin:0;padding-left:1.2em}
+.stale td:first-child{font-style:italic;text-decoration:underline dotted}
 """
 
 
@@ -395,13 +424,13 @@ def render_html(report: dict[str, Any]) -> str:
             f'<a href="{esc(links[kind], quote=True)}">{kind}</a>' for kind in ("md", "json") if kind in links
         )
         findings = "".join(f"<li>{esc(item)}</li>" for item in row["findings"])
-        css = row["verdict"].replace(" ", "-")
+        css = row["verdict"].replace(" ", "-") + (" stale" if row.get("stale") else "")
         cells = [
             esc(row["host"]),
             esc(row["platform"] or "-"),
             esc(_release(row)),
             esc(_models(row)),
-            esc(row["verdict"]),
+            esc(_verdict(row)),
             esc(_duration(row)),
             f"<ul>{findings}</ul>" if findings else "-",
             verify or "-",
@@ -412,11 +441,11 @@ def render_html(report: dict[str, Any]) -> str:
         f"<th>{name}</th>"
         for name in ("host", "platform", "release", "models", "verdict", "duration", "findings", "verify")
     )
-    title = esc(f"Fleet rollout {report['rollout_id']}")
+    title = esc(_title(report))
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{title}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{title}</h1><p>{esc(_headline(report))}</p><ul>{batches}</ul>"
+        f"<h1>{title}</h1><p>{esc(headline(report))}</p><ul>{batches}</ul>"
         f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         "</body></html>\n"
     )
