@@ -9,7 +9,7 @@ INVENTORY ?= inventory/local.yml
 
 .PHONY: venv site preflight verify remove rollout test lint unit bench clean
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-controller.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt

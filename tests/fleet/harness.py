@@ -149,7 +149,9 @@ def _terminate(pids: set[int], grace: float = 3.0) -> list[int]:
     return sorted(alive)
 
 
-def ensure_host_python(cache_dir: Path = HOST_PYTHON_DIR, requirements: Path = REPO_ROOT / "requirements.txt") -> Path:
+def ensure_host_python(
+    cache_dir: Path = HOST_PYTHON_DIR, requirements: Path = REPO_ROOT / "requirements-controller.txt"
+) -> Path:
     """Build (once) the managed-host venv from /usr/bin/python3 with the pinned nvidia-ml-py and requests.
 
     Returns ``<cache_dir>/hostpy/bin/python``. A marker file holds the pins; a change rebuilds.
@@ -163,7 +165,7 @@ def ensure_host_python(cache_dir: Path = HOST_PYTHON_DIR, requirements: Path = R
     if len(pins) != len(HOST_PACKAGES):
         raise FleetError(
             f"Host Python pins not found: {requirements} lists {pins}; expected {', '.join(HOST_PACKAGES)} "
-            "pinned with ==; add the pins to requirements.txt."
+            "pinned with ==; add the pins to requirements-controller.txt."
         )
     venv = cache_dir / "hostpy"
     marker = venv / ".fleet-pins"
