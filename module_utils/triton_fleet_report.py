@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,48 @@ def serial_to_int(value: int | str, total: int) -> int:
         except ValueError:
             raise FleetReportError(_batch_error(value)) from None
     raise FleetReportError(_batch_error(value))
+
+
+DEFAULT_BATCHES: tuple[int | str, ...] = (1, "25%", "100%")
+
+
+def parse_batches(value: object) -> list[int | str]:
+    """Return ``triton_rollout_batches`` as ``serial:`` takes it, from any form an operator passes.
+
+    A YAML/JSON list (``[1, "25%", "100%"]``), a list of strings as an AWX multiselect survey
+    gives (``["1", "25%"]``), or one string as a text survey gives (``"1, 25%, 100%"``); empty
+    or unset means the default. Raises FleetReportError for anything that is not a batch size.
+    """
+    if value is None or value == "" or value == []:
+        return list(DEFAULT_BATCHES)
+    items = [part for part in re.split(r"[,\s]+", value.strip()) if part] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        items = [items]
+    sizes: list[int | str] = []
+    for item in items:
+        text = item.strip() if isinstance(item, str) else item
+        serial_to_int(text, 100)  # raises for what is not a size
+        sizes.append(text if isinstance(text, str) and text.endswith("%") else int(text))
+    return sizes
+
+
+def rollout_serial(batches: object, canary: str | None) -> dict[str, Any]:
+    """The ``serial:`` of the canary play and of the batch play (one decision, read by both plays
+    and by the fleet report): with an explicit canary group it runs whole and every size splits
+    the rest; without one the first size picks the canary and the others split the rest (the
+    last one repeats)."""
+    sizes = parse_batches(batches)
+    if canary:
+        return {"canary": "100%", "rest": sizes}
+    return {"canary": sizes[0], "rest": sizes[1:] or sizes[-1:]}
+
+
+def report_root(project_dir: str, environ: dict[str, str] | None = None) -> str:
+    """Where reports go: ``<runner artifacts dir>/reports`` under ansible-runner (AWX, AAP), which
+    keeps its artifacts after the job while the project directory is thrown away, else
+    ``<project>/reports``."""
+    artifacts = (os.environ if environ is None else environ).get("AWX_ISOLATED_DATA_DIR")
+    return os.path.join(artifacts, "reports") if artifacts else os.path.realpath(os.path.join(project_dir, "reports"))
 
 
 def _batch_error(value: object) -> str:
