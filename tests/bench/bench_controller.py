@@ -1,0 +1,167 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Benchmark: what a push rollout costs the controller per host, and ansible-runner in the EE vs ansible-playbook.
+
+    .venv/bin/python tests/bench/bench_controller.py [--hosts 1 4 8] [--rounds 3] [--no-runner]
+
+For each fleet size N (simulated CPU hosts, tests/fleet, one batch, ``--forks`` = max(N, 8)): a
+fresh rollout and a converged rollout with ansible-playbook. Controller CPU is the user + system
+time of ansible-playbook and every process it waited for (its forks, the ssh clients they run),
+from ``getrusage(RUSAGE_CHILDREN)``; the simulated hosts' own work (their sshd, modules, servers)
+is not in it, so the figure is what a real controller would spend. Peak memory is the summed RSS
+of that process tree, sampled every 0.2 s. Both are printed in total and per host.
+
+Then, on the one-host fleet: the same converged rollout run by ``ansible-runner
+--process-isolation --container-image`` in the execution environment (tools/build_ee.py) and by
+plain ansible-playbook, ``--rounds`` times each: median wall time and the machine's busy CPU-s
+(the container's processes are children of podman's conmon, not of the runner, so only the
+machine-wide figure sees them; the host's work is the same in both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(TESTS), str(TESTS / "integration"), str(TESTS / "bench")]
+
+import ansible.module_utils  # noqa: E402  (path set-up above, as tests/conftest.py does)
+
+ansible.module_utils.__path__.append(str(TESTS.parent / "module_utils"))
+
+from bench_rollout import _busy_cpu_s, _children, _rss_kib  # noqa: E402
+from fleet.harness import Fleet  # noqa: E402
+from fleet.profiles import parse_spec  # noqa: E402
+from support.awx_runner import run_runner, runner_group_vars, runner_private_dir  # noqa: E402
+from test_fleet_rollout_common import REPO_ROOT, fleet_group_vars, playbook_argv, playbook_env, write_vars  # noqa: E402
+
+IMAGE = "localhost/tritonfleet-ee:latest"
+
+
+class TreeSampler(threading.Thread):
+    """Peak summed RSS of one process tree, sampled every 0.2 s."""
+
+    def __init__(self, root_pid: int) -> None:
+        super().__init__(daemon=True)
+        self.root_pid, self.peak_kib, self.stop = root_pid, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.peak_kib = max(self.peak_kib, sum(_rss_kib(pid) for pid in _children(self.root_pid)))
+            self.stop.wait(0.2)
+
+
+def controller_run(inventory: Path, reports: Path, rollout_id: str, hosts: int) -> dict:
+    """One ansible-playbook rollout; controller CPU-s and peak RSS of its process tree."""
+    knobs = {
+        "triton_rollout_id": rollout_id,
+        "triton_rollout_report_dir": str(reports),
+        "triton_rollout_batches": ["100%"],
+    }
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start, busy = time.monotonic(), _busy_cpu_s()
+    proc = subprocess.Popen(
+        playbook_argv(inventory, "rollout.yml", knobs, forks=max(hosts, 8)),
+        cwd=REPO_ROOT,
+        env=playbook_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    sampler = TreeSampler(proc.pid)
+    sampler.start()
+    out, _ = proc.communicate()
+    sampler.stop.set()
+    sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    report = json.loads((reports / "fleet" / rollout_id / "fleet.json").read_text())
+    if proc.returncode != 0 or report["counts"] != {"passed": hosts}:
+        raise SystemExit(f"rollout {rollout_id} did not pass on every host (rc {proc.returncode}):\n{out[-4000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {
+        "wall_s": round(time.monotonic() - start, 1),
+        "busy_cpu_s": round(_busy_cpu_s() - busy, 1),
+        "controller_cpu_s": round(cpu, 2),
+        "controller_cpu_s_per_host": round(cpu / hosts, 2),
+        "controller_peak_mib": round(sampler.peak_kib / 1024, 1),
+        "controller_peak_mib_per_host": round(sampler.peak_kib / 1024 / hosts, 1),
+    }
+
+
+def runner_overhead(fleet: Fleet, inventory: Path, reports: Path, rounds: int) -> dict:
+    """Converged rollouts of the one-host fleet: ansible-runner in the EE vs ansible-playbook."""
+    subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "build_ee.py"), "--tag", IMAGE], check=True)
+    host = next(iter(fleet.read_state()["hosts"]))
+    plain, runner = [], []
+    group_vars = runner_group_vars(fleet_group_vars(reports))
+    with runner_private_dir(fleet, inventory, [host], group_vars) as private:
+        for index in range(rounds):
+            start, busy = time.monotonic(), _busy_cpu_s()
+            controller_run(inventory, reports, f"plain-{index}", 1)
+            plain.append((time.monotonic() - start, _busy_cpu_s() - busy))
+            start, busy = time.monotonic(), _busy_cpu_s()
+            done = run_runner(
+                private, f"runner-{index}", "playbooks/rollout.yml", IMAGE, {"triton_rollout_batches": "100%"}
+            )
+            if done.returncode != 0:
+                raise SystemExit(f"ansible-runner rollout failed:\n{done.stdout[-4000:]}")
+            runner.append((time.monotonic() - start, _busy_cpu_s() - busy))
+    medians = {
+        name: {
+            "wall_s": round(statistics.median(r[0] for r in runs), 1),
+            "busy_cpu_s": round(statistics.median(r[1] for r in runs), 1),
+        }
+        for name, runs in (("ansible-playbook", plain), ("ansible-runner-ee", runner))
+    }
+    medians["overhead_wall_s"] = round(
+        medians["ansible-runner-ee"]["wall_s"] - medians["ansible-playbook"]["wall_s"], 1
+    )
+    medians["overhead_cpu_s"] = round(
+        medians["ansible-runner-ee"]["busy_cpu_s"] - medians["ansible-playbook"]["busy_cpu_s"], 1
+    )
+    return medians
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-runner", action="store_true", help="skip the ansible-runner comparison")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench_controller needs root (network namespaces); run it as root.")
+    fleet_group_vars(Path(tempfile.gettempdir()))  # builds the shared venv, wheels and tarball once, untimed
+    for hosts in sorted(set(args.hosts)):
+        with tempfile.TemporaryDirectory(prefix="tfbench-ctl-") as tmp:
+            fleet = Fleet(Path(tmp) / "fleet")
+            names = [{"name": f"cpu-{i}", "profile": "cpu"} for i in range(hosts)]
+            inventory = fleet.up(parse_spec({"hosts": names}))
+            try:
+                reports = Path(tmp) / "reports"
+                write_vars(inventory, fleet_group_vars(reports))
+                fresh = controller_run(inventory, reports, f"ctl-{hosts}-fresh", hosts)
+                converged = controller_run(inventory, reports, f"ctl-{hosts}-converged", hosts)
+                print(json.dumps({"hosts": hosts, "fresh": fresh, "converged": converged}), flush=True)
+                if hosts == 1 and not args.no_runner:
+                    print(
+                        json.dumps(
+                            {"runner_vs_playbook_1_host": runner_overhead(fleet, inventory, reports, args.rounds)}
+                        ),
+                        flush=True,
+                    )
+            finally:
+                fleet.down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
