@@ -519,8 +519,14 @@ def publish(
         return outcome
     try:
         write_atomic(spool, json.dumps(status, indent=2, sort_keys=True, default=str) + "\n", 0o600)
+        spooled = True
     except OSError as err:
-        warnings.append(f"status not spooled to {spool}: {err}; the next run cannot tell when this host last passed")
+        # The sender posts the spool: an older document there must not go out as this run's.
+        spooled = False
+        warnings.append(
+            f"status not spooled to {spool}: {err}; not posted, and the next run cannot tell when this host "
+            "last passed; make triton_status_state_dir writable for root"
+        )
     if metrics_file:
         try:
             write_atomic(metrics_file, render_metrics(status), 0o644)
@@ -529,7 +535,7 @@ def publish(
                 f"metrics not written to {metrics_file}: {err}; node_exporter keeps the previous file; "
                 "make the directory writable for root or change triton_status_metrics_file"
             )
-    if url and not problems and spool.is_file():
+    if url and not problems and spooled:
         log = append_log(log_file)
         post["pid"] = detach(
             lambda: deliver_spooled(

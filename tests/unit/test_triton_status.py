@@ -360,6 +360,30 @@ def test_publish_reports_an_unwritable_metrics_path_as_a_warning(tmp_path: Path)
     assert (tmp_path / "state" / "status.json").is_file()
 
 
+def test_publish_never_posts_an_older_spool_when_this_run_cannot_be_spooled(tmp_path: Path, monkeypatch) -> None:
+    def detach(work) -> int:
+        raise AssertionError("the previous run's document must not go out as this one")
+
+    spool = tmp_path / "state" / "status.json"
+    spool.parent.mkdir()
+    spool.write_text(json.dumps({"kind": "tritonfleet.status", "host": "gpu-1", "verdict": "failed"}))
+    write_atomic = status_mod.write_atomic
+
+    def full_disk(path: Path, text: str, mode: int) -> None:
+        if path == spool:
+            raise OSError(28, "No space left on device")
+        write_atomic(path, text, mode)
+
+    monkeypatch.setattr(status_mod, "write_atomic", full_disk)
+    outcome = _publish(tmp_path, "http://127.0.0.1:9/", detach=detach)
+    assert outcome["post"]["queued"] is False
+    assert len(outcome["warnings"]) == 1 and "not spooled" in outcome["warnings"][0], outcome["warnings"]
+    assert _families((tmp_path / "textfile" / "tritonfleet.prom").read_text())["tritonfleet_verdict"][0] == (
+        {"verdict": "passed"},
+        1.0,
+    )
+
+
 def test_deliver_spooled_logs_a_bad_token_file_without_posting(tmp_path: Path, collector: _Collector) -> None:
     spool = tmp_path / "status.json"
     spool.write_text("{}")
