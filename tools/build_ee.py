@@ -3,6 +3,7 @@
 """Build tritonfleet's execution environment (execution-environment.yml) with ansible-builder and podman.
 
     .venv/bin/python tools/build_ee.py [--tag localhost/tritonfleet-ee:latest] [--base-image IMAGE]
+                                       [--archive-dir DIR]
 
 1. Base image: ``--base-image`` (a Debian or Ubuntu image with python3, pip and venv), or one
    built here from Debian's packages (``mmdebstrap --variant=minbase`` with python3, pip, venv and
@@ -11,6 +12,8 @@
    ansible-runner pins of the EE file, its container init and ansible-builder's own build tools
    into build/ee/wheels; the image build then runs with ``--network=none``.
 3. ``ansible-builder build``; an image whose label holds the hash of these inputs is reused.
+   With ``--archive-dir`` its ``podman save`` archive is kept there and loaded back when podman's
+   storage lacks the image (the test suite keeps it under tests/.work/cache/images/).
 
 Podman runs with the containers.conf this writes (build/ee/containers.conf, passed as
 CONTAINERS_CONF): runc with cgroupfs, ulimits within this machine's hard limits, and the host's
@@ -42,6 +45,8 @@ BASE_PACKAGES = ("python3", "python3-pip", "python3-venv", "ca-certificates")
 # What ansible-builder's builder stage installs with pip before it assembles the wheels.
 BUILDER_TOOLS = ("bindep==2.14.0", "PyYAML==6.0.4", "packaging==26.4")
 INPUTS_LABEL = "tritonfleet.inputs"
+# The name an archive stores the image under, whatever tag it is used with.
+ARCHIVE_TAG = "localhost/tritonfleet-ee:archive"
 
 
 def podman_env() -> dict[str, str]:
@@ -91,12 +96,19 @@ def dpkg_packages(bindep: Path = BINDEP) -> list[str]:
     return names
 
 
+def base_inputs() -> str:
+    """What the built base image is made of (suite and package list), as a short digest."""
+    packages = sorted({*BASE_PACKAGES, *dpkg_packages()})
+    return hashlib.sha256(f"{BASE_SUITE} {' '.join(packages)}".encode()).hexdigest()[:16]
+
+
 def base_image(tag: str, env: dict[str, str]) -> str:
     """Build (once per package list) a Debian base image from Debian's packages and import it as ``tag``."""
-    packages = sorted({*BASE_PACKAGES, *dpkg_packages()})
-    digest = hashlib.sha256(f"{BASE_SUITE} {' '.join(packages)}".encode()).hexdigest()[:16]
+    digest = base_inputs()
     if image_label(tag, INPUTS_LABEL, env) == digest:
         return tag
+    packages = sorted({*BASE_PACKAGES, *dpkg_packages()})
+    BUILD.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tritonfleet-ee-base-", dir=BUILD) as work:
         rootfs = Path(work) / "rootfs.tar"
         _run(
@@ -105,6 +117,16 @@ def base_image(tag: str, env: dict[str, str]) -> str:
         )
         _run(["podman", "import", "--change", f"LABEL {INPUTS_LABEL}={digest}", str(rootfs), tag], env)
     return tag
+
+
+def ee_inputs(base_identity: str) -> str:
+    """Digest of everything the EE image is built from: its files, the build tools, the base image."""
+    digest = hashlib.sha256()
+    for path in (EE_FILE, CONTROLLER_REQUIREMENTS, BINDEP):
+        digest.update(path.read_bytes())
+    digest.update(" ".join(BUILDER_TOOLS).encode())
+    digest.update(base_identity.encode())
+    return digest.hexdigest()[:16]
 
 
 def wheelhouse(dest: Path = BUILD / "wheels") -> Path:
@@ -122,16 +144,8 @@ def wheelhouse(dest: Path = BUILD / "wheels") -> Path:
     return dest
 
 
-def build(tag: str, base: str, env: dict[str, str]) -> str:
-    """Build the EE as ``tag`` on ``base`` unless an image with the same inputs exists; return the tag."""
-    base_id = _run(["podman", "image", "inspect", "--format", "{{.Id}}", base], env, capture_output=True).stdout
-    digest = hashlib.sha256()
-    for path in (EE_FILE, CONTROLLER_REQUIREMENTS, BINDEP):
-        digest.update(path.read_bytes())
-    digest.update(base_id.strip().encode())
-    inputs = digest.hexdigest()[:16]
-    if image_label(tag, INPUTS_LABEL, env) == inputs:
-        return tag
+def build(tag: str, base: str, inputs: str, env: dict[str, str]) -> str:
+    """``ansible-builder build`` of the EE as ``tag`` on ``base``, offline, labelled with ``inputs``."""
     wheelhouse()
     context = BUILD / "context"
     shutil.rmtree(context, ignore_errors=True)
@@ -160,15 +174,47 @@ def build(tag: str, base: str, env: dict[str, str]) -> str:
     return tag
 
 
+def ensure_image(tag: str, base_image_ref: str | None = None, archive_dir: Path | None = None) -> str:
+    """The EE image ``tag`` of the current inputs: reused, loaded from an archive in ``archive_dir``, or built."""
+    env = podman_env()
+    if base_image_ref:
+        base = base_image_ref
+        identity = _run(["podman", "image", "inspect", "--format", "{{.Id}}", base], env, capture_output=True).stdout
+    else:
+        base = yaml.safe_load(EE_FILE.read_text())["images"]["base_image"]["name"]
+        identity = base_inputs()
+    inputs = ee_inputs(identity.strip())
+    if image_label(tag, INPUTS_LABEL, env) == inputs:
+        return tag
+    archive = archive_dir / f"tritonfleet-ee-{inputs}.tar" if archive_dir else None
+    if archive and archive.is_file():
+        _run(["podman", "load", "--quiet", "--input", str(archive)], env, capture_output=True)
+        # The archive holds the image under the tag it was saved with (ARCHIVE_TAG).
+        _run(["podman", "tag", ARCHIVE_TAG, tag], env)
+        if image_label(tag, INPUTS_LABEL, env) == inputs:
+            return tag
+    if not base_image_ref:
+        base_image(base, env)
+    build(tag, base, inputs, env)
+    if archive:
+        for stale in archive.parent.glob("tritonfleet-ee-*.tar"):
+            stale.unlink()
+        partial = archive.with_suffix(".partial")
+        _run(["podman", "tag", tag, ARCHIVE_TAG], env)
+        _run(["podman", "save", "--quiet", "--format", "docker-archive", "--output", str(partial), ARCHIVE_TAG], env)
+        partial.rename(archive)
+    return tag
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tag", default="localhost/tritonfleet-ee:latest", help="tag of the EE image")
     parser.add_argument("--base-image", help="use this base image instead of building one from Debian's packages")
+    parser.add_argument("--archive-dir", type=Path, help="keep (and reuse) a podman save archive of the image here")
     args = parser.parse_args()
-    env = podman_env()
-    default_base = yaml.safe_load(EE_FILE.read_text())["images"]["base_image"]["name"]
-    base = args.base_image or base_image(default_base, env)
-    print(build(args.tag, base, env))
+    if args.archive_dir:
+        args.archive_dir.mkdir(parents=True, exist_ok=True)
+    print(ensure_image(args.tag, args.base_image, args.archive_dir))
     return 0
 
 

@@ -13,34 +13,25 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fleet.harness import Fleet
 from fleet.profiles import parse_spec
-from support.awx_runner import run_runner, runner_group_vars, runner_private_dir, stats_event
-from test_fleet_rollout_common import REPO_ROOT, SERVER_VERSION, VENV_BIN, fleet_group_vars, serving
+from support.awx_runner import IMAGE, run_runner, runner_group_vars, runner_private_dir, stats_event
+from support.awx_runner import ee_image as build_ee_image
+from test_fleet_rollout_common import REPO_ROOT, SERVER_VERSION, fleet_group_vars, serving
 
 pytestmark = pytest.mark.integration
 
 HOST = "awx-cpu-1"
-IMAGE = "localhost/tritonfleet-ee:latest"
 WORK_ROOT = REPO_ROOT / "tests" / ".work"
 
 
 @pytest.fixture(scope="module")
 def ee_image() -> str:
-    built = subprocess.run(
-        [str(VENV_BIN / "python"), str(REPO_ROOT / "tools" / "build_ee.py"), "--tag", IMAGE],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    return built.stdout.strip().splitlines()[-1]
+    return build_ee_image()
 
 
 @pytest.fixture(scope="module")

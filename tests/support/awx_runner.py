@@ -144,6 +144,24 @@ def runner_private_dir(fleet: Any, inventory: Path, hosts: list[str], group_vars
         shutil.rmtree(private, ignore_errors=True)
 
 
+IMAGE = "localhost/tritonfleet-ee:latest"
+# The EE image's podman save archive, beside the other cached test images: a machine whose podman
+# storage lost the image (or a CI run that restores tests/.work/) loads it instead of building.
+IMAGE_ARCHIVE_DIR = REPO_ROOT / "tests" / ".work" / "cache" / "images"
+
+
+def ee_image() -> str:
+    """Build (or reuse, or load) the execution environment image with tools/build_ee.py; its tag."""
+    built = subprocess.run(
+        [str(VENV_BIN / "python"), str(REPO_ROOT / "tools" / "build_ee.py"), "--tag", IMAGE,
+         "--archive-dir", str(IMAGE_ARCHIVE_DIR)],
+        capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+    if built.returncode != 0:
+        raise RuntimeError(f"tools/build_ee.py failed:\n{built.stdout[-3000:]}{built.stderr[-3000:]}")
+    return built.stdout.strip().splitlines()[-1]
+
+
 def runner_group_vars(group_vars: dict[str, Any]) -> dict[str, Any]:
     """The fleet's variables with controller-side paths as the container sees them: the models
     source in the project, reports and build cache at their defaults (the runner's artifacts)."""
