@@ -6,9 +6,12 @@
 For each fleet size N (simulated CPU hosts, tests/fleet, one batch, ``--forks`` = max(N, 8)): a
 fresh rollout and a converged rollout with ansible-playbook. Controller CPU is the user + system
 time of ansible-playbook and every process it waited for (its forks, the ssh clients they run),
-from ``getrusage(RUSAGE_CHILDREN)``; the simulated hosts' own work (their sshd, modules, servers)
-is not in it, so the figure is what a real controller would spend. Peak memory is the summed RSS
-of that process tree, sampled every 0.2 s. Both are printed in total and per host.
+from ``getrusage(RUSAGE_CHILDREN)``, plus the SSH ControlPersist masters the run opened (one per
+host; they daemonize, so they are neither waited for nor in the tree: their CPU is read from
+/proc before they are closed after each run). The simulated hosts' own work (their sshd,
+modules, servers) and the ProxyCommand relays into their namespaces are not in it, so the figure
+is what a real controller would spend. Peak memory is the summed RSS of the process tree and the
+SSH masters, sampled every 0.2 s. Both are printed in total and per host.
 
 Then, on the one-host fleet: the same converged rollout run by ``ansible-runner
 --process-isolation --container-image`` in the execution environment (tools/build_ee.py) and by
@@ -41,32 +44,54 @@ ansible.module_utils.__path__.append(str(TESTS.parent / "module_utils"))
 from bench_rollout import _busy_cpu_s, _children, _rss_kib  # noqa: E402
 from fleet.harness import Fleet  # noqa: E402
 from fleet.profiles import parse_spec  # noqa: E402
-from support.awx_runner import run_runner, runner_group_vars, runner_private_dir  # noqa: E402
+from support.awx_runner import IMAGE, ee_image, run_runner, runner_group_vars, runner_private_dir  # noqa: E402
 from test_fleet_rollout_common import REPO_ROOT, fleet_group_vars, playbook_argv, playbook_env, write_vars  # noqa: E402
 
-IMAGE = "localhost/tritonfleet-ee:latest"
+
+def ssh_masters(fleet: Fleet) -> set[int]:
+    """The fleet's SSH ControlPersist masters (process title ``ssh: <ControlPath> [mux]``)."""
+    marker = f"ssh: {fleet.workdir / 'cp'}/".encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(marker):
+                found.add(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU-s of ``pid`` and of the children it waited for (/proc/<pid>/stat fields 14-17)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 class TreeSampler(threading.Thread):
-    """Peak summed RSS of one process tree, sampled every 0.2 s."""
+    """Peak summed RSS of one process tree and the fleet's SSH masters, sampled every 0.2 s."""
 
-    def __init__(self, root_pid: int) -> None:
+    def __init__(self, root_pid: int, fleet: Fleet) -> None:
         super().__init__(daemon=True)
-        self.root_pid, self.peak_kib, self.stop = root_pid, 0, threading.Event()
+        self.root_pid, self.fleet, self.peak_kib, self.stop = root_pid, fleet, 0, threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set():
-            self.peak_kib = max(self.peak_kib, sum(_rss_kib(pid) for pid in _children(self.root_pid)))
+            pids = _children(self.root_pid) | ssh_masters(self.fleet)
+            self.peak_kib = max(self.peak_kib, sum(_rss_kib(pid) for pid in pids))
             self.stop.wait(0.2)
 
 
-def controller_run(inventory: Path, reports: Path, rollout_id: str, hosts: int) -> dict:
-    """One ansible-playbook rollout; controller CPU-s and peak RSS of its process tree."""
+def controller_run(fleet: Fleet, inventory: Path, reports: Path, rollout_id: str, hosts: int) -> dict:
+    """One ansible-playbook rollout; controller CPU-s and peak RSS of its process tree and SSH masters."""
     knobs = {
         "triton_rollout_id": rollout_id,
         "triton_rollout_report_dir": str(reports),
         "triton_rollout_batches": ["100%"],
     }
+    fleet.close_control_masters()  # every run opens its own, as a rollout from a fresh controller does
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start, busy = time.monotonic(), _busy_cpu_s()
     proc = subprocess.Popen(
@@ -77,20 +102,26 @@ def controller_run(inventory: Path, reports: Path, rollout_id: str, hosts: int) 
         stderr=subprocess.STDOUT,
         text=True,
     )
-    sampler = TreeSampler(proc.pid)
+    sampler = TreeSampler(proc.pid, fleet)
     sampler.start()
     out, _ = proc.communicate()
     sampler.stop.set()
     sampler.join()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    masters = ssh_masters(fleet)
+    ssh_cpu = sum(cpu_s(pid) for pid in masters)
+    fleet.close_control_masters()
     report = json.loads((reports / "fleet" / rollout_id / "fleet.json").read_text())
     if proc.returncode != 0 or report["counts"] != {"passed": hosts}:
         raise SystemExit(f"rollout {rollout_id} did not pass on every host (rc {proc.returncode}):\n{out[-4000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if len(masters) != hosts:
+        raise SystemExit(f"rollout {rollout_id}: expected one SSH master per host ({hosts}), found {len(masters)}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime) + ssh_cpu
     return {
         "wall_s": round(time.monotonic() - start, 1),
         "busy_cpu_s": round(_busy_cpu_s() - busy, 1),
         "controller_cpu_s": round(cpu, 2),
+        "ssh_masters_cpu_s": round(ssh_cpu, 2),
         "controller_cpu_s_per_host": round(cpu / hosts, 2),
         "controller_peak_mib": round(sampler.peak_kib / 1024, 1),
         "controller_peak_mib_per_host": round(sampler.peak_kib / 1024 / hosts, 1),
@@ -99,14 +130,14 @@ def controller_run(inventory: Path, reports: Path, rollout_id: str, hosts: int) 
 
 def runner_overhead(fleet: Fleet, inventory: Path, reports: Path, rounds: int) -> dict:
     """Converged rollouts of the one-host fleet: ansible-runner in the EE vs ansible-playbook."""
-    subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "build_ee.py"), "--tag", IMAGE], check=True)
+    ee_image()
     host = next(iter(fleet.read_state()["hosts"]))
     plain, runner = [], []
     group_vars = runner_group_vars(fleet_group_vars(reports))
     with runner_private_dir(fleet, inventory, [host], group_vars) as private:
         for index in range(rounds):
             start, busy = time.monotonic(), _busy_cpu_s()
-            controller_run(inventory, reports, f"plain-{index}", 1)
+            controller_run(fleet, inventory, reports, f"plain-{index}", 1)
             plain.append((time.monotonic() - start, _busy_cpu_s() - busy))
             start, busy = time.monotonic(), _busy_cpu_s()
             done = run_runner(
@@ -148,8 +179,8 @@ def main() -> int:
             try:
                 reports = Path(tmp) / "reports"
                 write_vars(inventory, fleet_group_vars(reports))
-                fresh = controller_run(inventory, reports, f"ctl-{hosts}-fresh", hosts)
-                converged = controller_run(inventory, reports, f"ctl-{hosts}-converged", hosts)
+                fresh = controller_run(fleet, inventory, reports, f"ctl-{hosts}-fresh", hosts)
+                converged = controller_run(fleet, inventory, reports, f"ctl-{hosts}-converged", hosts)
                 print(json.dumps({"hosts": hosts, "fresh": fresh, "converged": converged}), flush=True)
                 if hosts == 1 and not args.no_runner:
                     print(

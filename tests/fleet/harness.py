@@ -483,7 +483,7 @@ class Fleet:
         state = self.read_state()
         if state is None:
             return []
-        done = self._close_control_masters()
+        done = self.close_control_masters()
         prefix = state["prefix"]
         hosts = [Host(**record) for record in state["hosts"].values()]
         namespaces = {h.netns for h in hosts} | {ns for ns in netns_list() if ns.startswith(prefix + "-")}
@@ -511,7 +511,8 @@ class Fleet:
         done.append(f"removed {self.workdir}")
         return done
 
-    def _close_control_masters(self) -> list[str]:
+    def close_control_masters(self) -> list[str]:
+        """Close the fleet's SSH ControlPersist masters (they outlive ansible-playbook by ControlPersist)."""
         closed = []
         cp_dir = self.workdir / "cp"
         for sock in sorted(cp_dir.iterdir()) if cp_dir.is_dir() else []:
