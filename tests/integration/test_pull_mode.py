@@ -357,7 +357,9 @@ def test_fleet_status_flags_a_device_that_stopped_reporting(first_pull, status_w
     # The same device, as if its last report came four of its intervals ago.
     document["published"] -= 4 * document["interval_s"]
     (aged / f"{HOST}.json").write_text(json.dumps(document))
-    report = _fleet_status(aged, status_work / "aged-reports", {"triton_fleet_status_stale_intervals": 3})
+    # Knobs as an AWX survey passes them: text, and empty fields for the ones left unset.
+    survey = {"triton_fleet_status_stale_intervals": "3", "triton_fleet_status_id": "", "triton_fleet_status_hosts": ""}
+    report = _fleet_status(aged, status_work / "aged-reports", survey)
     assert report["stale_hosts"] == [HOST]
     (row,) = report["hosts"]
     assert row["stale"] is True and row["findings"][0].startswith("stale: last report ")
