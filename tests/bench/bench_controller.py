@@ -15,9 +15,10 @@ SSH masters, sampled every 0.2 s. Both are printed in total and per host.
 
 Then, on the one-host fleet: the same converged rollout run by ``ansible-runner
 --process-isolation --container-image`` in the execution environment (tools/build_ee.py) and by
-plain ansible-playbook, ``--rounds`` times each: median wall time and the machine's busy CPU-s
-(the container's processes are children of podman's conmon, not of the runner, so only the
-machine-wide figure sees them; the host's work is the same in both).
+plain ansible-playbook, alternating, ``--rounds`` times each: median wall time, controller CPU-s
+and peak memory, and the difference. The runner runs under a child subreaper, so podman's conmon
+(which daemonizes) and the container's processes it reaps are counted and sampled like
+ansible-playbook's forks; the relay standing in for the route to the host is not.
 """
 
 from __future__ import annotations
@@ -35,16 +36,17 @@ import time
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(TESTS), str(TESTS / "integration"), str(TESTS / "bench")]
+sys.path[:0] = [str(TESTS), str(TESTS / "integration"), str(TESTS / "bench"), str(TESTS.parent / "tools")]
 
 import ansible.module_utils  # noqa: E402  (path set-up above, as tests/conftest.py does)
 
 ansible.module_utils.__path__.append(str(TESTS.parent / "module_utils"))
 
 from bench_rollout import _busy_cpu_s, _children, _rss_kib  # noqa: E402
+from build_ee import podman_env  # noqa: E402
 from fleet.harness import Fleet  # noqa: E402
 from fleet.profiles import parse_spec  # noqa: E402
-from support.awx_runner import IMAGE, ee_image, run_runner, runner_group_vars, runner_private_dir  # noqa: E402
+from support.awx_runner import IMAGE, ee_image, runner_argv, runner_group_vars, runner_private_dir  # noqa: E402
 from test_fleet_rollout_common import REPO_ROOT, fleet_group_vars, playbook_argv, playbook_env, write_vars  # noqa: E402
 
 
@@ -73,13 +75,13 @@ def cpu_s(pid: int) -> float:
 class TreeSampler(threading.Thread):
     """Peak summed RSS of one process tree and the fleet's SSH masters, sampled every 0.2 s."""
 
-    def __init__(self, root_pid: int, fleet: Fleet) -> None:
+    def __init__(self, root_pid: int, fleet: Fleet | None) -> None:
         super().__init__(daemon=True)
         self.root_pid, self.fleet, self.peak_kib, self.stop = root_pid, fleet, 0, threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set():
-            pids = _children(self.root_pid) | ssh_masters(self.fleet)
+            pids = _children(self.root_pid) | (ssh_masters(self.fleet) if self.fleet else set())
             self.peak_kib = max(self.peak_kib, sum(_rss_kib(pid) for pid in pids))
             self.stop.wait(0.2)
 
@@ -128,37 +130,67 @@ def controller_run(fleet: Fleet, inventory: Path, reports: Path, rollout_id: str
     }
 
 
+# Runs a command as a child subreaper: podman's conmon daemonizes and would be reparented to init;
+# under this it is reparented here, reaped (with the container's processes it reaped) and counted.
+SUBREAPER = """\
+import ctypes, json, os, resource, subprocess, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+rc = subprocess.call(sys.argv[1:])
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"rc": rc, "cpu_s": usage.ru_utime + usage.ru_stime}))
+"""
+
+
+def runner_run(private: Path, ident: str) -> dict:
+    """One converged rollout by ansible-runner in the EE: wall, CPU-s and peak RSS of everything it
+    started (ansible-runner, podman, conmon, the container's processes), as for ansible-playbook."""
+    argv = runner_argv(private, ident, "playbooks/rollout.yml", IMAGE, {"triton_rollout_batches": "100%"})
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SUBREAPER, *argv],
+        env=podman_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    sampler = TreeSampler(proc.pid, None)
+    sampler.start()
+    out, _ = proc.communicate()
+    sampler.stop.set()
+    sampler.join()
+    result = json.loads(out.strip().splitlines()[-1])
+    if proc.returncode != 0 or result["rc"] != 0:
+        raise SystemExit(f"ansible-runner rollout {ident} failed:\n{out[-4000:]}")
+    return {
+        "wall_s": round(time.monotonic() - start, 1),
+        "controller_cpu_s": round(result["cpu_s"], 2),
+        "controller_peak_mib": round(sampler.peak_kib / 1024, 1),
+    }
+
+
 def runner_overhead(fleet: Fleet, inventory: Path, reports: Path, rounds: int) -> dict:
-    """Converged rollouts of the one-host fleet: ansible-runner in the EE vs ansible-playbook."""
+    """Converged rollouts of the one-host fleet, alternating: ansible-runner in the EE and ansible-playbook."""
     ee_image()
     host = next(iter(fleet.read_state()["hosts"]))
-    plain, runner = [], []
+    runs: dict[str, list[dict]] = {"ansible-playbook": [], "ansible-runner-ee": []}
     group_vars = runner_group_vars(fleet_group_vars(reports))
     with runner_private_dir(fleet, inventory, [host], group_vars) as private:
         for index in range(rounds):
-            start, busy = time.monotonic(), _busy_cpu_s()
-            controller_run(fleet, inventory, reports, f"plain-{index}", 1)
-            plain.append((time.monotonic() - start, _busy_cpu_s() - busy))
-            start, busy = time.monotonic(), _busy_cpu_s()
-            done = run_runner(
-                private, f"runner-{index}", "playbooks/rollout.yml", IMAGE, {"triton_rollout_batches": "100%"}
-            )
-            if done.returncode != 0:
-                raise SystemExit(f"ansible-runner rollout failed:\n{done.stdout[-4000:]}")
-            runner.append((time.monotonic() - start, _busy_cpu_s() - busy))
+            runs["ansible-playbook"].append(controller_run(fleet, inventory, reports, f"plain-{index}", 1))
+            runs["ansible-runner-ee"].append(runner_run(private, f"runner-{index}"))
+    keys = ("wall_s", "controller_cpu_s", "controller_peak_mib")
     medians = {
-        name: {
-            "wall_s": round(statistics.median(r[0] for r in runs), 1),
-            "busy_cpu_s": round(statistics.median(r[1] for r in runs), 1),
-        }
-        for name, runs in (("ansible-playbook", plain), ("ansible-runner-ee", runner))
+        name: {key: round(statistics.median(run[key] for run in done), 2) for key in keys}
+        for name, done in runs.items()
     }
-    medians["overhead_wall_s"] = round(
-        medians["ansible-runner-ee"]["wall_s"] - medians["ansible-playbook"]["wall_s"], 1
-    )
-    medians["overhead_cpu_s"] = round(
-        medians["ansible-runner-ee"]["busy_cpu_s"] - medians["ansible-playbook"]["busy_cpu_s"], 1
-    )
+    medians["overhead"] = {
+        key: round(medians["ansible-runner-ee"][key] - medians["ansible-playbook"][key], 2) for key in keys
+    }
     return medians
 
 

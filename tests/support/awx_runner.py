@@ -170,13 +170,12 @@ def runner_group_vars(group_vars: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def run_runner(
+def runner_argv(
     private: Path, ident: str, playbook: str, image: str, extra: dict[str, Any] | None = None, forks: int = 8
-) -> subprocess.CompletedProcess[str]:
-    """``ansible-runner run`` of ``playbook`` in the EE ``image``, on the host's network."""
-    extravars = private / "env" / "extravars"
-    extravars.write_text(json.dumps(extra or {}))
-    argv = [
+) -> list[str]:
+    """``ansible-runner run`` of ``playbook`` in the EE ``image``, on the host's network (extra vars written)."""
+    (private / "env" / "extravars").write_text(json.dumps(extra or {}))
+    return [
         str(VENV_BIN / "ansible-runner"), "run", str(private), "--ident", ident, "-p", playbook,
         "--forks", str(forks),
         "--process-isolation", "--process-isolation-executable", "podman", "--container-image", image,
@@ -184,6 +183,13 @@ def run_runner(
         # its private data directory root-only, so the EE's default uid 1000 could not write it.
         "--container-option=--network=host", "--container-option=--user=0",
     ]  # fmt: skip
+
+
+def run_runner(
+    private: Path, ident: str, playbook: str, image: str, extra: dict[str, Any] | None = None, forks: int = 8
+) -> subprocess.CompletedProcess[str]:
+    """Run :func:`runner_argv` with podman's settings (build_ee.podman_env)."""
+    argv = runner_argv(private, ident, playbook, image, extra, forks)
     return subprocess.run(argv, env=build_ee.podman_env(), capture_output=True, text=True, timeout=1500, check=False)
 
 
