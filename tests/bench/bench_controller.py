@@ -86,6 +86,17 @@ class TreeSampler(threading.Thread):
             self.stop.wait(0.2)
 
 
+def run_sampled(argv: list[str], env: dict[str, str], fleet: Fleet | None) -> tuple[int, str, int]:
+    """Run ``argv`` from the repository: (exit status, output, peak KiB of its tree and the fleet's SSH masters)."""
+    proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sampler = TreeSampler(proc.pid, fleet)
+    sampler.start()
+    out, _ = proc.communicate()
+    sampler.stop.set()
+    sampler.join()
+    return proc.returncode, out, sampler.peak_kib
+
+
 def controller_run(fleet: Fleet, inventory: Path, reports: Path, rollout_id: str, hosts: int) -> dict:
     """One ansible-playbook rollout; controller CPU-s and peak RSS of its process tree and SSH masters."""
     knobs = {
@@ -96,26 +107,16 @@ def controller_run(fleet: Fleet, inventory: Path, reports: Path, rollout_id: str
     fleet.close_control_masters()  # every run opens its own, as a rollout from a fresh controller does
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start, busy = time.monotonic(), _busy_cpu_s()
-    proc = subprocess.Popen(
-        playbook_argv(inventory, "rollout.yml", knobs, forks=max(hosts, 8)),
-        cwd=REPO_ROOT,
-        env=playbook_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    returncode, out, peak_kib = run_sampled(
+        playbook_argv(inventory, "rollout.yml", knobs, forks=max(hosts, 8)), playbook_env(), fleet
     )
-    sampler = TreeSampler(proc.pid, fleet)
-    sampler.start()
-    out, _ = proc.communicate()
-    sampler.stop.set()
-    sampler.join()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     masters = ssh_masters(fleet)
     ssh_cpu = sum(cpu_s(pid) for pid in masters)
     fleet.close_control_masters()
     report = json.loads((reports / "fleet" / rollout_id / "fleet.json").read_text())
-    if proc.returncode != 0 or report["counts"] != {"passed": hosts}:
-        raise SystemExit(f"rollout {rollout_id} did not pass on every host (rc {proc.returncode}):\n{out[-4000:]}")
+    if returncode != 0 or report["counts"] != {"passed": hosts}:
+        raise SystemExit(f"rollout {rollout_id} did not pass on every host (rc {returncode}):\n{out[-4000:]}")
     if len(masters) != hosts:
         raise SystemExit(f"rollout {rollout_id}: expected one SSH master per host ({hosts}), found {len(masters)}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime) + ssh_cpu
@@ -125,8 +126,8 @@ def controller_run(fleet: Fleet, inventory: Path, reports: Path, rollout_id: str
         "controller_cpu_s": round(cpu, 2),
         "ssh_masters_cpu_s": round(ssh_cpu, 2),
         "controller_cpu_s_per_host": round(cpu / hosts, 2),
-        "controller_peak_mib": round(sampler.peak_kib / 1024, 1),
-        "controller_peak_mib_per_host": round(sampler.peak_kib / 1024 / hosts, 1),
+        "controller_peak_mib": round(peak_kib / 1024, 1),
+        "controller_peak_mib_per_host": round(peak_kib / 1024 / hosts, 1),
     }
 
 
@@ -151,25 +152,14 @@ def runner_run(private: Path, ident: str) -> dict:
     started (ansible-runner, podman, conmon, the container's processes), as for ansible-playbook."""
     argv = runner_argv(private, ident, "playbooks/rollout.yml", IMAGE, {"triton_rollout_batches": "100%"})
     start = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SUBREAPER, *argv],
-        env=podman_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    sampler = TreeSampler(proc.pid, None)
-    sampler.start()
-    out, _ = proc.communicate()
-    sampler.stop.set()
-    sampler.join()
+    returncode, out, peak_kib = run_sampled([sys.executable, "-c", SUBREAPER, *argv], podman_env(), None)
     result = json.loads(out.strip().splitlines()[-1])
-    if proc.returncode != 0 or result["rc"] != 0:
+    if returncode != 0 or result["rc"] != 0:
         raise SystemExit(f"ansible-runner rollout {ident} failed:\n{out[-4000:]}")
     return {
         "wall_s": round(time.monotonic() - start, 1),
         "controller_cpu_s": round(result["cpu_s"], 2),
-        "controller_peak_mib": round(sampler.peak_kib / 1024, 1),
+        "controller_peak_mib": round(peak_kib / 1024, 1),
     }
 
 
