@@ -7,9 +7,9 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 INVENTORY ?= inventory/local.yml
 
-.PHONY: venv site preflight verify remove rollout test lint unit bench clean
+.PHONY: venv site preflight verify remove rollout fleet-status ee test lint unit bench clean
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-controller.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
@@ -33,6 +33,14 @@ remove: venv
 ## Fleet rollout: canary, batches, health gates, rollback, fleet report (docs/fleet.md).
 rollout: venv
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/rollout.yml $(ARGS)
+
+## Fleet report from collected status documents: make fleet-status ARGS='-e triton_fleet_status_collected_dir=DIR'.
+fleet-status: venv
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/fleet_status.yml $(ARGS)
+
+## Execution environment image for AWX / Automation Platform / ansible-runner (podman, offline build).
+ee: venv
+	$(BIN)/python tools/build_ee.py $(ARGS)
 
 ## Tests: lint, unit, integration (real tritonserver, real ansible-playbook, real SSH), molecule.
 test: venv

@@ -10,7 +10,7 @@ from ansible.module_utils.triton_fleet_report import (
     FleetReportError,
     build_report,
     plan_batches,
-    read_verify_report,
+    with_verify_reports,
     write_report,
 )
 from ansible.module_utils.triton_module_run import ModuleFailure, run_as_module
@@ -163,10 +163,7 @@ def run(p: dict, check_mode: bool) -> dict:
     fleet_dir = Path(p["fleet_dir"])
     try:
         plan = plan_batches(p["hosts"], p["batches"], p["canary"])
-        results = {
-            host: dict(raw or {}, verify_report=read_verify_report(Path(p["reports_dir"]), host, fleet_dir / "latest"))
-            for host, raw in p["results"].items()
-        }
+        results = with_verify_reports(p["results"], Path(p["reports_dir"]), fleet_dir)
         report = build_report(
             p["rollout_id"],
             plan,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,48 @@ def serial_to_int(value: int | str, total: int) -> int:
         except ValueError:
             raise FleetReportError(_batch_error(value)) from None
     raise FleetReportError(_batch_error(value))
+
+
+DEFAULT_BATCHES: tuple[int | str, ...] = (1, "25%", "100%")
+
+
+def parse_batches(value: object) -> list[int | str]:
+    """Return ``triton_rollout_batches`` as ``serial:`` takes it, from any form an operator passes.
+
+    A YAML/JSON list (``[1, "25%", "100%"]``), a list of strings as an AWX multiselect survey
+    gives (``["1", "25%"]``), or one string as a text survey gives (``"1, 25%, 100%"``); empty
+    or unset means the default. Raises FleetReportError for anything that is not a batch size.
+    """
+    if value is None or value == "" or value == []:
+        return list(DEFAULT_BATCHES)
+    items = [part for part in re.split(r"[,\s]+", value.strip()) if part] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        items = [items]
+    sizes: list[int | str] = []
+    for item in items:
+        text = item.strip() if isinstance(item, str) else item
+        serial_to_int(text, 100)  # raises for what is not a size
+        sizes.append(text if isinstance(text, str) and text.endswith("%") else int(text))
+    return sizes
+
+
+def rollout_serial(batches: object, canary: str | None) -> dict[str, Any]:
+    """The ``serial:`` of the canary play and of the batch play (one decision, read by both plays
+    and by the fleet report): with an explicit canary group it runs whole and every size splits
+    the rest; without one the first size picks the canary and the others split the rest (the
+    last one repeats)."""
+    sizes = parse_batches(batches)
+    if canary:
+        return {"canary": "100%", "rest": sizes}
+    return {"canary": sizes[0], "rest": sizes[1:] or sizes[-1:]}
+
+
+def report_root(project_dir: str, environ: dict[str, str] | None = None) -> str:
+    """Where reports go: ``<runner artifacts dir>/reports`` under ansible-runner (AWX, AAP), which
+    keeps its artifacts after the job while the project directory is thrown away, else
+    ``<project>/reports``."""
+    artifacts = (os.environ if environ is None else environ).get("AWX_ISOLATED_DATA_DIR")
+    return os.path.join(artifacts, "reports") if artifacts else os.path.realpath(os.path.join(project_dir, "reports"))
 
 
 def _batch_error(value: object) -> str:
@@ -280,6 +323,18 @@ def build_report(
     }
 
 
+def with_verify_reports(results: dict[str, Any], reports_dir: Path, fleet_dir: Path) -> dict[str, dict[str, Any]]:
+    """Return ``results`` with each host's ``verify_report`` (links and verdict) read from ``reports_dir``.
+
+    The one way a fleet report row learns about the host's own report, for rollouts and for
+    status reports built from collected documents alike.
+    """
+    return {
+        host: dict(raw or {}, verify_report=read_verify_report(reports_dir, host, fleet_dir / "latest"))
+        for host, raw in results.items()
+    }
+
+
 def read_verify_report(reports_dir: Path, host: str, fleet_dir: Path) -> dict[str, Any]:
     """Return links to ``<reports_dir>/<host>/verify.{json,md}`` relative to ``fleet_dir``, plus its verdict.
 
@@ -337,8 +392,24 @@ def _duration(row: dict[str, Any]) -> str:
     return "-" if row["duration_s"] is None else f"{row['duration_s']:.1f} s"
 
 
-def _headline(report: dict[str, Any]) -> str:
+def _title(report: dict[str, Any]) -> str:
+    return f"Fleet {'status' if report.get('kind') == 'status' else 'rollout'} {report['rollout_id']}"
+
+
+def _verdict(row: dict[str, Any]) -> str:
+    return f"{row['verdict']} (stale)" if row.get("stale") else row["verdict"]
+
+
+def headline(report: dict[str, Any]) -> str:
+    """The one-line summary at the top of every rendering of the report."""
     counts = ", ".join(f"{count} {verdict}" for verdict, count in report["counts"].items()) or "no hosts"
+    if report.get("kind") == "status":
+        stale = report.get("stale_hosts") or []
+        return (
+            f"Status {report['rollout_id']} as of {report['finished']}: {len(report['hosts'])} host(s), {counts}; "
+            f"{len(stale)} stale (no report within {report['stale_intervals']} intervals)"
+            + (f": {', '.join(stale)}" if stale else "")
+        )
     mode = " (check mode: nothing changed)" if report["check_mode"] else ""
     stop = f" at batch {report['stopped_at_batch']}" if report["stopped_at_batch"] else ""
     return (
@@ -353,7 +424,7 @@ def _md_cell(text: str) -> str:
 
 def render_markdown(report: dict[str, Any]) -> str:
     """Return the report as Markdown: headline, one line per batch, one table row per host."""
-    lines = [f"# Fleet rollout {report['rollout_id']}", "", _headline(report), ""]
+    lines = [f"# {_title(report)}", "", headline(report), ""]
     lines += [f"- {_md_cell(batch['summary'])}" for batch in report["batches"]]
     lines += [
         "",
@@ -369,7 +440,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             _md_cell(row["platform"] or "-"),
             _md_cell(_release(row)),
             _md_cell(_models(row)),
-            row["verdict"],
+            _verdict(row),
             _duration(row),
             findings,
             verify,
@@ -383,6 +454,7 @@ body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;width:100%}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;
 vertical-align:top}th{background:#f0f0f0}.passed{background:#e6f4e6}.failed,.unreachable{background:#fbe3e3}
 .rolled-back{background:#fff3cd}.not-reached,.pending,.planned{color:#666}ul{margin:0;padding-left:1.2em}
+.stale td:first-child{font-style:italic;text-decoration:underline dotted}
 """
 
 
@@ -399,13 +471,13 @@ def render_html(report: dict[str, Any]) -> str:
             f'<a href="{esc(links[kind], quote=True)}">{kind}</a>' for kind in ("md", "json") if kind in links
         )
         findings = "".join(f"<li>{esc(item)}</li>" for item in row["findings"])
-        css = row["verdict"].replace(" ", "-")
+        css = row["verdict"].replace(" ", "-") + (" stale" if row.get("stale") else "")
         cells = [
             esc(row["host"]),
             esc(row["platform"] or "-"),
             esc(_release(row)),
             esc(_models(row)),
-            esc(row["verdict"]),
+            esc(_verdict(row)),
             esc(_duration(row)),
             f"<ul>{findings}</ul>" if findings else "-",
             verify or "-",
@@ -416,11 +488,11 @@ def render_html(report: dict[str, Any]) -> str:
         f"<th>{name}</th>"
         for name in ("host", "platform", "release", "models", "verdict", "duration", "findings", "verify")
     )
-    title = esc(f"Fleet rollout {report['rollout_id']}")
+    title = esc(_title(report))
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{title}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{title}</h1><p>{esc(_headline(report))}</p><ul>{batches}</ul>"
+        f"<h1>{title}</h1><p>{esc(headline(report))}</p><ul>{batches}</ul>"
         f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         "</body></html>\n"
     )

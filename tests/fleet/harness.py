@@ -150,7 +150,9 @@ def _terminate(pids: set[int], grace: float = 3.0) -> list[int]:
     return sorted(alive)
 
 
-def ensure_host_python(cache_dir: Path = HOST_PYTHON_DIR, requirements: Path = REPO_ROOT / "requirements.txt") -> Path:
+def ensure_host_python(
+    cache_dir: Path = HOST_PYTHON_DIR, requirements: Path = REPO_ROOT / "requirements-controller.txt"
+) -> Path:
     """Build (once) the managed-host venv from /usr/bin/python3 with the pinned HOST_PACKAGES.
 
     Returns ``<cache_dir>/hostpy-<pins hash>/bin/python``. A marker file holds the pins; a change rebuilds.
@@ -164,7 +166,7 @@ def ensure_host_python(cache_dir: Path = HOST_PYTHON_DIR, requirements: Path = R
     if len(pins) != len(HOST_PACKAGES):
         raise FleetError(
             f"Host Python pins not found: {requirements} lists {pins}; expected {', '.join(HOST_PACKAGES)} "
-            "pinned with ==; add the pins to requirements.txt."
+            "pinned with ==; add the pins to requirements-controller.txt."
         )
     # One venv per set of pins: branches with other pins never rebuild each other's venv.
     venv = cache_dir / f"hostpy-{hashlib.sha256(chr(10).join(pins).encode()).hexdigest()[:12]}"
@@ -483,7 +485,7 @@ class Fleet:
         state = self.read_state()
         if state is None:
             return []
-        done = self._close_control_masters()
+        done = self.close_control_masters()
         prefix = state["prefix"]
         hosts = [Host(**record) for record in state["hosts"].values()]
         namespaces = {h.netns for h in hosts} | {ns for ns in netns_list() if ns.startswith(prefix + "-")}
@@ -511,7 +513,8 @@ class Fleet:
         done.append(f"removed {self.workdir}")
         return done
 
-    def _close_control_masters(self) -> list[str]:
+    def close_control_masters(self) -> list[str]:
+        """Close the fleet's SSH ControlPersist masters (they outlive ansible-playbook by ControlPersist)."""
         closed = []
         cp_dir = self.workdir / "cp"
         for sock in sorted(cp_dir.iterdir()) if cp_dir.is_dir() else []:

@@ -98,7 +98,7 @@ def pull_venv() -> Path:
     """
     pins = [
         line.strip()
-        for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
+        for line in (REPO_ROOT / "requirements-controller.txt").read_text().splitlines()
         if line.split("==")[0].strip() in PULL_PACKAGES
     ]
     with cache_lock("pull-venv"):

@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from ansible.module_utils import triton_fleet_report as report
 from ansible.module_utils.triton_fleet_report import (
     FleetReportError,
     batch_stops_rollout,
@@ -359,3 +360,45 @@ def test_embedded_application_is_shown_with_the_models():
     assert report["hosts"][0]["application"] == {"name": "demo", "release": "0123456789abcdef"}
     assert "add_sub (KIND_CPU); application demo 0123456789abcdef" in render_markdown(report)
     assert "add_sub (KIND_CPU); application demo 0123456789abcdef" in render_html(report)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, [1, "25%", "100%"]),
+        ("", [1, "25%", "100%"]),
+        ([2, "50%"], [2, "50%"]),
+        (["1", "25%", "100%"], [1, "25%", "100%"]),
+        ("1, 25%,100%", [1, "25%", "100%"]),
+        ("3", [3]),
+        (4, [4]),
+    ],
+)
+def test_parse_batches_takes_what_surveys_and_yaml_give(value, expected):
+    assert report.parse_batches(value) == expected
+
+
+@pytest.mark.parametrize("value", ["1, two", [True], ["ten%"], [1.5]])
+def test_parse_batches_refuses_what_is_not_a_size(value):
+    with pytest.raises(report.FleetReportError, match="triton_rollout_batches has an entry that is not a batch size"):
+        report.parse_batches(value)
+
+
+def test_rollout_serial_is_the_plan_the_report_splits():
+    assert report.rollout_serial("1, 25%, 100%", "") == {"canary": 1, "rest": ["25%", "100%"]}
+    assert report.rollout_serial([2], None) == {"canary": 2, "rest": [2]}
+    assert report.rollout_serial(None, "edge-canary") == {"canary": "100%", "rest": [1, "25%", "100%"]}
+    hosts = [f"h{i}" for i in range(9)]
+    serial = report.rollout_serial("1,25%,100%", "")
+    assert report.plan_batches(hosts, [serial["canary"], *serial["rest"]]) == [
+        ["h0"],
+        ["h1", "h2"],
+        ["h3", "h4", "h5", "h6", "h7", "h8"],
+    ]
+
+
+def test_report_root_is_the_runner_artifacts_dir_under_ansible_runner(tmp_path):
+    assert report.report_root(str(tmp_path), {}) == str(tmp_path / "reports")
+    assert report.report_root(str(tmp_path), {"AWX_ISOLATED_DATA_DIR": "/runner/artifacts/7"}) == (
+        "/runner/artifacts/7/reports"
+    )
