@@ -14,10 +14,9 @@ the model repository, the release archive or the service options, and asserts:
   launcher, supervisord.conf and key (with any ``.previous`` copy), the options cache, the
   running tritonserver's pid, its readiness and the models it serves.
 
-Cases marked ``STATIC`` are the repository mistakes of issue 9 §1, which the repository's
-static validation (another workstream) refuses in preflight; until it is merged they reach
-the host (the switch rolls them back, the server keeps serving, but the new release
-directory stays on the host, so the fingerprint differs and the case fails).
+The repository mistakes are refused by the static validation of the whole repository on the
+controller (``module_utils/triton_model_repository.py``, Triton's rules and wording); the case
+list holds the ones issue 9 names.
 
 The last tests break a switch while it runs: the server is killed, the SSH connection is
 lost, the playbook is killed while a load hangs; a plain rerun must end on a ready server.
@@ -36,7 +35,7 @@ import subprocess
 import tarfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +63,6 @@ CONFIG_DIR = "/etc/tfsim"
 LOG_FILE = "/var/log/tfsim/tritonserver.log"
 LOGIN_USER = "tfdev"
 FIXTURE_REPOS = REPO_ROOT / "tests" / "fixtures" / "repos"
-STATIC = "static-validation"
 
 # Runs inside the host (its mounts and network): what must not change, as JSON. argv[1] lists the
 # directories to read two levels deep, argv[2] the key file of the repository API.
@@ -168,11 +166,9 @@ class Case:
     id: str
     knobs: dict[str, Any] | Callable[[Path], dict[str, Any]]
     expect: list[str]
-    waits_for: str | None = None
-    marks: list[Any] = field(default_factory=list)
 
     def param(self) -> Any:
-        return pytest.param(self, id=self.id, marks=self.marks)
+        return pytest.param(self, id=self.id)
 
 
 # --- builders of bad repositories and archives (under the work dir, which the host sees) ----
@@ -362,43 +358,48 @@ CASES = [
          ["tritonserver/lib/libx.so", "points outside"]),
     Case("tarball-not-a-tar", lambda work: _garbage(work),
          ["Cannot unpack the Triton release archive", "Check the file is a complete download"]),
-    # --- model repositories ----------------------------------------------------------
+    # --- model repositories (judged whole on the controller, with Triton's rules) --------
     Case("repository-missing", {"triton_models_src": "/nonexistent/models"},
-         ["triton_models_src is /nonexistent/models, but nothing is there",
-          "set triton_models_src to such a directory"]),
+         ["model repository /nonexistent/models is not a directory", "set triton_models_src to such a directory"]),
     Case("repository-is-a-file", lambda work: {"triton_models_src": str(_file(work))},
-         ["but a file is there", "set triton_models_src"]),
+         ["a file at", "set triton_models_src to such a directory"]),
     Case("model-without-config", repo_knobs("noconfig", add_model("extra", {"config.pbtxt": None})),
-         ["model extra has no config.pbtxt", "add one or remove the directory"]),
+         ["model extra has no config.pbtxt", "write extra/config.pbtxt"]),
     Case("stray-file-in-repository", repo_knobs("stray", lambda p: (p / "README.txt").write_text("x")),
          ["has files at its top level: README.txt", "move or remove those files"]),
     Case("config-syntax-error", repo_knobs("syntax", set_config("add_sub", "max_batch_size: 0", "max_batch_size 0 {")),
-         ["add_sub"]),
+         ["add_sub/config.pbtxt: line 6 column 16", "Fix: correct"]),
     Case("config-unknown-field", repo_knobs("unknown", set_config("add_sub", "max_batch_size: 0", "max_batch_sise: 0")),
-         ["add_sub", "max_batch_sise"]),
+         ["has no field named", "max_batch_sise", "Fix: correct"]),
     Case("gpu-model-under-keep", lambda work: {"triton_models_src": str(FIXTURE_REPOS / "gpu_model"),
                                                "triton_instance_policy": "keep"},
-         ["KIND_GPU", "add_gpu"]),
-    Case("no-version-directory", repo_knobs("noversion", move_version_file), ["add_sub", "version"], STATIC),
+         ["instance group add_gpu_0 of model add_gpu has kind KIND_GPU but no GPUs are available",
+          "use instance policy auto"]),
+    Case("no-version-directory", repo_knobs("noversion", move_version_file),
+         ["at least one version must be available under the version policy of model 'add_sub'",
+          "put the model in add_sub/1/"]),
+    Case("version-policy-unmet",
+         repo_knobs("policy", set_config("add_sub", "max_batch_size: 0",
+                                         "max_batch_size: 0\nversion_policy: { specific: { versions: [ 2 ] } }")),
+         ["version 2 is specified for model 'add_sub', but the version directory is not present",
+          "or correct version_policy"]),
     Case("python-model-without-model-py", repo_knobs("nopy", add_model("nopy", {"1/model.py": None})),
-         ["nopy", "model.py"], STATIC),
+         ["Python model file not found in 'nopy/1/model.py'", "put model.py in nopy/1/"]),
     Case("config-name-differs", repo_knobs("name", set_config("add_sub", 'name: "add_sub"', 'name: "adder"')),
-         ["add_sub", "adder"], STATIC),
+         ["unexpected directory name 'add_sub' for model 'adder'", "set name: 'add_sub' in add_sub/config.pbtxt"]),
     Case("config-name-path", repo_knobs("namepath", set_config("add_sub", 'name: "add_sub"', 'name: "../add_sub"')),
-         ["add_sub", "../add_sub"], STATIC),
-    Case("instance-count-zero-in-config",
-         repo_knobs("count", set_config("add_sub", "count: 1", "count: 0"),
-                    triton_instance_policy="keep"),
-         ["add_sub", "count"], STATIC),
+         ["for model '../add_sub'", "or rename the directory"]),
     Case("negative-max-batch-size", repo_knobs("mbs", set_config("add_sub", "max_batch_size: 0", "max_batch_size: -1")),
-         ["add_sub", "max_batch_size"], STATIC),
+         ["'max_batch_size' must be non-negative value for add_sub", "set max_batch_size to 0 or a positive number"]),
     Case("ensemble-step-missing",
          repo_knobs("ensemble", add_model("pipeline", {"config.pbtxt": ENSEMBLE, "1/model.py": None})),
-         ["pipeline", "missing_model"], STATIC),
-    Case("link-out-of-repository", repo_knobs("link", link_out), ["add_sub", "/etc/passwd"], STATIC),
+         ["ensemble pipeline contains models that are not available or ambiguous: missing_model",
+          "correct the step's model_name"]),
+    Case("link-out-of-repository", repo_knobs("link", link_out),
+         ["add_sub/1/weights.bin links outside the model repository, to /etc/passwd", "or remove the link"]),
     Case("onnx-model-on-python-only-release",
          {"triton_models_src": str(REPO_ROOT / "examples" / "detector_repository")},
-         ["peoplenet", "onnxruntime"], STATIC),
+         ["unable to find backend library for backend 'onnxruntime'", "peoplenet"]),
 ]  # fmt: skip
 
 
