@@ -15,6 +15,8 @@ description:
     return C(ansible_facts.triton_host) with the schema of docs/architecture.md.
   - Every key is always present, C(null) or C([]) when unknown; C(reasons) says what was read where.
   - Missing NVML (Jetson before JetPack 7, CPU hosts) is reported in C(nvml.reason), not as a failure.
+  - Lists the TCP ports listening on the host with the process holding each, and looks up the accounts
+    named in O(accounts), so that preflight can refuse a taken port or a root or login service account.
   - Starts no subprocess and changes nothing on the host (a docker daemon socket is only connected to).
 version_added: "0.1.0"
 author: tritonfleet
@@ -30,6 +32,12 @@ options:
       - Architecture to report, for simulated hosts or a mounted rootfs of another architecture.
       - When unset, C(uname -m) for C(/), else the dpkg C(libc6) architecture under O(root).
     type: str
+  accounts:
+    description:
+      - Account names to look up (the service user), reported in RV(ansible_facts.triton_host.accounts).
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
@@ -203,6 +211,20 @@ ansible_facts:
               else C(other); the service role runs Triton under supervisord and the pull role a pidfile daemon there.
           type: str
           choices: [systemd, other]
+        listening:
+          description:
+            - TCP sockets listening in the host's network namespace (C(/proc/net/tcp), C(tcp6)), sorted by port,
+              each with the C(pid) and executable (C(exe)) of the process holding it (null when not found).
+            - Empty when O(root) is not C(/).
+          type: list
+          elements: dict
+          sample: [{address: 0.0.0.0, port: 22, pid: 611, exe: /usr/sbin/sshd}]
+        accounts:
+          description:
+            - Each account of O(accounts) as C(uid), C(gid), C(comment), C(home) and C(shell), or null when it
+              does not exist (the name service on C(/), C(etc/passwd) under another root).
+          type: dict
+          sample: {tritonserver: {uid: 998, gid: 998, comment: "", home: /var/lib/tritonfleet, shell: /bin/false}}
         reasons:
           description: One line per conclusion, saying what was read where.
           type: list
@@ -219,6 +241,7 @@ from ansible.module_utils.triton_nvml import load_nvml
 ARGUMENT_SPEC = {
     "root": {"type": "path", "default": "/"},
     "arch": {"type": "str"},
+    "accounts": {"type": "list", "elements": "str", "default": []},
 }
 
 
@@ -234,7 +257,7 @@ def main() -> None:
     nvml, nvml_reason = None, nvml_skip_reason(root)
     if nvml_reason is None:
         nvml, nvml_reason = load_nvml()
-    facts = gather_host_facts(root, nvml, module.params["arch"], nvml_reason)
+    facts = gather_host_facts(root, nvml, module.params["arch"], nvml_reason, module.params["accounts"])
     module.exit_json(changed=False, ansible_facts={"triton_host": facts})
 
 

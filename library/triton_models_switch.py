@@ -11,6 +11,7 @@ from pathlib import Path
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.triton_models_switch import (
     PHASES,
+    Recovery,
     SwitchError,
     TritonHttp,
     activate,
@@ -26,6 +27,8 @@ from ansible.module_utils.triton_release_lifecycle import (
     release_dir,
     remove_leftovers,
 )
+from ansible.module_utils.triton_service import ServiceConfigError
+from ansible.module_utils.triton_service_run import ensure_running
 
 DOCUMENTATION = r"""
 ---
@@ -36,11 +39,17 @@ description:
     the release id (nothing half-copied becomes a release).
   - Phase C(deploy) points C(<root>/current) at the release when there is no current release yet or no
     server is live (the server loads C(current) when it starts); a live server is left for phase C(switch).
+  - Phase C(deploy) also points C(current) at the release when the live server is not ready (it serves
+    nothing then, and the service step restarts it on C(current)).
   - Phase C(switch) points C(current) at the release and, on a live server started with
     C(--model-control-mode=explicit), loads the models whose files changed, unloads the models the
-    release no longer has, and checks that every model and the server are ready. On any failure the
-    previous release is restored (link back, models reloaded, new models unloaded) and the module fails
-    with the server's own error text.
+    release no longer has, and checks that every model and the server are ready, each step within
+    O(timeout). On any failure the previous release is restored (the new release's models unloaded by
+    name, link back, models reloaded, the server ready again); when the repository API cannot get the
+    server ready (Triton keeps a model without a version directory in its state, a python model without
+    C(model.py) never finishes loading), or the server stopped answering, the service is restarted on the
+    previous release (O(service)). Only then does the module fail, with the server's own answer and the
+    lines its log (O(service.log_file)) wrote about the model.
   - Keeps the newest O(keep_releases) releases; the current and previous ones are never removed.
 version_added: "1.0.0"
 author: tritonfleet
@@ -103,9 +112,19 @@ options:
     type: int
     default: 3
   timeout:
-    description: Seconds a single load may take, and the wait for unloads.
+    description:
+      - Seconds a single load may take, and each wait (unloads, readiness) of the switch and of its rollback.
     type: int
     default: 300
+  service:
+    description:
+      - How the service runs, as the C(service) result of M(triton_service_config) (C(manager),
+        C(supervisor_venv), C(supervisor_conf), C(supervisor_socket), C(systemd_unit), C(systemd_unit_file),
+        C(launcher), C(http_address), C(http_port), C(ready_timeout), C(log_file), C(log_tail_lines)).
+      - With it a failed switch quotes the server log and, as a last resort, restarts the service on the
+        previous release; without it (C({})) a rollback the repository API cannot finish is only reported.
+    type: dict
+    default: {}
 attributes:
   check_mode:
     support: full
@@ -187,6 +206,19 @@ restored_release:
   description: The release served again after a rollback.
   returned: failure
   type: str
+server_log:
+  description: Lines the server's log wrote about the failed models during the switch.
+  returned: failure
+  type: list
+  elements: str
+restarted:
+  description: Whether the service was restarted on the previous release (the repository API could not restore it).
+  returned: failure
+  type: bool
+server_ready:
+  description: Whether the server serves the previous release again after the rollback.
+  returned: failure
+  type: bool
 """
 
 ARGUMENT_SPEC = {
@@ -204,7 +236,26 @@ ARGUMENT_SPEC = {
     "api_key_file": {"type": "path"},
     "keep_releases": {"type": "int", "default": 3},
     "timeout": {"type": "int", "default": 300},
+    "service": {"type": "dict", "default": {}},
 }
+
+
+def recovery(module: AnsibleModule) -> Recovery:
+    """The server log and the restart of last resort, from the service's published settings."""
+    service = module.params["service"]
+    if not service:
+        return Recovery()
+
+    def restart() -> str | None:
+        params = {**service, "state": "restarted", "reload_config": False}
+        manager = service["manager"]
+        try:
+            ensure_running(params, manager, False, module.run_command)
+        except (ServiceConfigError, OSError) as err:
+            return str(err)
+        return None
+
+    return Recovery(Path(service["log_file"]), restart)
 
 
 def main() -> None:
@@ -222,7 +273,7 @@ def main() -> None:
         promoted = promote_staging(root, p["release"], staging, check) if staging else False
         diff = config_diffs(root, p["configs"]) if module._diff and linked_release(root) != p["release"] else []
         client = TritonHttp(p["url"], read_api_key_headers(p["api_key_file"], p["api_key_header"]), p["timeout"])
-        result = activate(root, p["release"], client, p["phase"], check, float(p["timeout"]))
+        result = activate(root, p["release"], client, p["phase"], check, float(p["timeout"]), recovery(module))
         protected = {r for r in (linked_release(root), linked_release(root, PREVIOUS_LINK), p["release"]) if r}
         pruned = prune(root, p["keep_releases"], protected, check)
         remove_leftovers(root, check, keep=[staging] if staging else [])

@@ -9,7 +9,7 @@ import shutil
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.triton_service import ServiceConfigError
 from ansible.module_utils.triton_service_config import configure
-from ansible.module_utils.triton_service_run import ensure_running, ready_params
+from ansible.module_utils.triton_service_run import ensure_running, ready_params, service_settings
 
 DOCUMENTATION = r"""
 ---
@@ -276,6 +276,14 @@ server_version:
   type: str
   returned: always
   sample: 2.51.0
+service:
+  description:
+    - How the service runs (with O(ensure_ready); else empty), as M(triton_service_run) takes it plus C(manager)
+      (the one chosen on the host); the role publishes it as C(triton_service_result.service) for the models
+      switch, which restarts the server this way when the repository API cannot restore a release.
+  type: dict
+  returned: always
+  sample: {manager: supervisor, launcher: /opt/tritonfleet/bin/tritonfleet-serve, http_port: 8000}
 """
 
 ARGUMENT_SPEC = {
@@ -336,6 +344,9 @@ def main() -> None:
     try:
         result = configure(module.params, module.check_mode, run, shutil.which("systemd-analyze"))
         result["ready"] = None
+        result["service"] = (
+            service_settings(module.params, result["service_manager"]) if module.params["ensure_ready"] else {}
+        )
         if module.params["ensure_ready"] and not result["restart_reasons"] and not result["reload"]:
             result["ready"] = ensure_running(
                 ready_params(module.params), result["service_manager"], module.check_mode, module.run_command

@@ -18,8 +18,15 @@ description:
     (O(reload_config)), restarts the program for O(state=restarted), and starts a stopped, exited or
     FATAL program again. It talks to supervisord over its unix socket.
   - systemd - reloads units when systemd needs it, enables the unit, starts it (or restarts it for O(state=restarted)).
+  - For O(state=started), a server that answers live but not ready is restarted (its model set was left
+    broken, e.g. by an interrupted switch; at start the server opens HTTP only after its models loaded).
   - Then waits until C(/v2/health/live) and C(/v2/health/ready) answer 200, both within one
-    O(ready_timeout); otherwise fails with the last O(log_tail_lines) lines of O(log_file).
+    O(ready_timeout); otherwise fails with the server's error lines and the last O(log_tail_lines) lines of
+    O(log_file).
+  - When the server was (re)started on new service files (O(launcher), O(supervisor_conf) or
+    O(systemd_unit_file) with a C(.previous) copy kept by M(triton_service_config)) and does not get ready,
+    the previous files are put back and the server restarted on them before the module fails; once it is
+    ready on the new files, the copies are removed.
   - A server already running and ready takes one status query and two HTTP requests.
 version_added: "0.1.0"
 author: tritonfleet
@@ -56,6 +63,12 @@ options:
     description: Name of the systemd unit.
     type: str
     default: tritonserver.service
+  systemd_unit_file:
+    description: Path of the systemd unit file (its C(.previous) copy is restored when a restart fails).
+    type: path
+  launcher:
+    description: Path of the launcher (its C(.previous) copy is restored when a restart fails).
+    type: path
   http_address:
     description: Address of the HTTP endpoint (a wildcard bind is probed on loopback).
     type: str
@@ -125,6 +138,8 @@ ARGUMENT_SPEC = {
     "supervisor_conf": {"type": "path", "required": True},
     "supervisor_socket": {"type": "path", "required": True},
     "systemd_unit": {"type": "str", "default": "tritonserver.service"},
+    "systemd_unit_file": {"type": "path"},
+    "launcher": {"type": "path"},
     "http_address": {"type": "str", "required": True},
     "http_port": {"type": "int", "required": True},
     "ready_timeout": {"type": "int", "required": True},

@@ -10,8 +10,10 @@ key is always present, ``None`` or ``[]`` when unknown, and each conclusion adds
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import pwd
 import re
 import socket
 from pathlib import Path, PurePosixPath
@@ -863,6 +865,135 @@ def nvml_skip_reason(root: Path) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------
+# What the service will meet on the host: listening ports and existing accounts
+
+# /proc/net/tcp state column: 0A is TCP_LISTEN.
+TCP_LISTEN = "0A"
+PROC_NET_TCP = ("proc/net/tcp", "proc/net/tcp6")
+
+
+def parse_proc_net_address(text: str) -> tuple[str, int]:
+    """Return (address, port) of a ``/proc/net/tcp{,6}`` ``local_address`` field.
+
+    The address is hex in host byte order per 32-bit word (``0100007F:1F40`` is 127.0.0.1:8000);
+    IPv6 is four such words (``00000000000000000000000000000000:1F40`` is [::]:8000).
+    """
+    hex_address, hex_port = text.split(":")
+    raw = bytes.fromhex(hex_address)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return str(ipaddress.ip_address(words)), int(hex_port, 16)
+
+
+def parse_proc_net_tcp(text: str) -> list[tuple[str, int, int]]:
+    """Return ``(address, port, socket inode)`` of every LISTEN line of ``/proc/net/tcp{,6}``."""
+    found = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 10 or fields[3] != TCP_LISTEN:
+            continue
+        try:
+            address, port = parse_proc_net_address(fields[1])
+            found.append((address, port, int(fields[9])))
+        except ValueError:
+            continue
+    return found
+
+
+def _socket_owners(root: Path, inodes: set[int]) -> dict[int, int]:
+    """Map socket inodes to the pid holding them, from the ``socket:[N]`` links in /proc/<pid>/fd."""
+    owners: dict[int, int] = {}
+    for pid in list_dir(root, "proc"):
+        if not pid.isdigit():
+            continue
+        fd_dir = os.path.join(os.fspath(root), "proc", pid, "fd")
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(os.path.join(fd_dir, fd))
+            except OSError:
+                continue
+            if target.startswith("socket:[") and int(target[8:-1]) in inodes:
+                owners.setdefault(int(target[8:-1]), int(pid))
+        if len(owners) == len(inodes):
+            break
+    return owners
+
+
+def probe_listening(root: Path) -> list[dict[str, Any]]:
+    """TCP sockets listening in the host's network namespace: ``[{address, port, pid, exe}]``.
+
+    Read from ``<root>/proc/net/tcp`` and ``tcp6``, sorted by port; ``pid`` and ``exe`` (the
+    link ``/proc/<pid>/exe``) name the process holding the socket, found through the
+    ``socket:[inode]`` links in ``/proc/<pid>/fd``. None when no process of this pid namespace
+    holds it (or it is another user's and we are not root).
+    """
+    sockets = []
+    for rel in PROC_NET_TCP:
+        text, _why = read_text(root, rel)
+        sockets += parse_proc_net_tcp(text or "")
+    wanted = {inode for _address, _port, inode in sockets if inode}
+    owners = _socket_owners(root, wanted) if wanted else {}
+    listening = []
+    for address, port, inode in sockets:
+        pid = owners.get(inode)
+        try:
+            exe = os.readlink(os.path.join(os.fspath(root), "proc", str(pid), "exe")) if pid else None
+        except OSError:
+            exe = None
+        listening.append({"address": address, "port": port, "pid": pid, "exe": exe})
+    return sorted(listening, key=lambda entry: (entry["port"], entry["address"]))
+
+
+def parse_passwd(text: str) -> dict[str, dict[str, Any]]:
+    """Return ``{name: {uid, gid, comment, home, shell}}`` from ``/etc/passwd`` text."""
+    accounts = {}
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) != 7 or not fields[2].isdigit() or not fields[3].isdigit():
+            continue
+        accounts[fields[0]] = {
+            "uid": int(fields[2]),
+            "gid": int(fields[3]),
+            "comment": fields[4],
+            "home": fields[5],
+            "shell": fields[6],
+        }
+    return accounts
+
+
+def probe_accounts(root: Path, host_root: bool, names: list[str]) -> dict[str, dict[str, Any] | None]:
+    """Each named account as ``{uid, gid, comment, home, shell}``, or None when it does not exist.
+
+    The running host is asked through the name service (``pwd``, so directory accounts count);
+    a mounted root through its ``etc/passwd``.
+    """
+    if not names:
+        return {}
+    if host_root:
+        found = {}
+        for name in names:
+            try:
+                entry = pwd.getpwnam(name)
+            except KeyError:
+                found[name] = None
+                continue
+            found[name] = {
+                "uid": entry.pw_uid,
+                "gid": entry.pw_gid,
+                "comment": entry.pw_gecos,
+                "home": entry.pw_dir,
+                "shell": entry.pw_shell,
+            }
+        return found
+    text, _why = read_text(root, "etc/passwd")
+    table = parse_passwd(text or "")
+    return {name: table.get(name) for name in names}
+
+
+# --------------------------------------------------------------------------------------------
 # Putting it together
 
 
@@ -902,12 +1033,14 @@ def gather_host_facts(
     nvml: NvmlLike | None,
     arch: str | None = None,
     nvml_reason: str | None = None,
+    accounts: list[str] | None = None,
 ) -> dict[str, Any]:
     """Return the ``triton_host`` facts dict (docs/architecture.md) for the host under ``root``.
 
     ``nvml`` is the pynvml module or a fake with the same calls; pass None when it must not be
     queried (root is not ``/``) or cannot be loaded, with ``nvml_reason`` saying why. ``arch``
-    overrides the detected architecture. Never raises for missing, truncated or garbage files.
+    overrides the detected architecture; ``accounts`` names the accounts to look up. Never raises
+    for missing, truncated or garbage files.
     """
     reported_root = str(root)
     host_root = is_host_root(Path(root))
@@ -1000,6 +1133,9 @@ def gather_host_facts(
             "cdi_specs": cdi_specs,
         },
         "service_manager": service_manager,
+        # Sockets of a mounted root's /proc describe the inspecting machine, not that root.
+        "listening": probe_listening(root) if host_root else [],
+        "accounts": probe_accounts(root, host_root, accounts or []),
         "reasons": reasons,
     }
 

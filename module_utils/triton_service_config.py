@@ -30,6 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from ansible.module_utils.triton_host import probe_service_manager
+from ansible.module_utils.triton_server_options import (
+    OptionsError,
+    extra_args_problems,
+    read_options,
+    write_options_cache,
+)
 from ansible.module_utils.triton_service import (
     MANIFEST_NAME,
     SYSTEM_PATH,
@@ -40,6 +46,7 @@ from ansible.module_utils.triton_service import (
     server_argv,
     server_env,
 )
+from ansible.module_utils.triton_service_run import LAUNCHER, PREVIOUS_SUFFIX
 
 Runner = Callable[[Sequence[str]], "tuple[int, str, str]"]
 
@@ -50,6 +57,8 @@ COMMENT = "Triton Inference Server (tritonfleet)"
 KEY_ALPHABET = string.ascii_letters + string.digits
 KEY_LENGTH = 48
 MANAGED = "# Managed by tritonfleet (triton_service role): local changes are overwritten."
+# Under the service home: the options of the release in use, read once from its --help.
+OPTIONS_CACHE = "cache/tritonserver-options.json"
 
 
 # --- decisions -----------------------------------------------------------------------------
@@ -255,6 +264,30 @@ def compute_launch(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any
     }
 
 
+def check_extra_args(
+    launch: Mapping[str, Any], extra_args: Sequence[str], home: Path, run: Runner, check_mode: bool
+) -> None:
+    """Refuse extra arguments the release's own tritonserver does not accept, before anything is written.
+
+    The options come from the binary's ``--help``, cached under ``home`` for the release in use
+    (kept only after they were read and the arguments passed). A container release's server is
+    inside its image and is not run here: its arguments are left to the server.
+    """
+    if not extra_args or launch["container"]:
+        return
+    binary = Path(launch["release_dir"]) / "bin" / "tritonserver"
+    cache = home / OPTIONS_CACHE
+    try:
+        options, cached = read_options(binary, launch["env"], run, cache)
+    except OptionsError as err:
+        raise ServiceConfigError(str(err)) from err
+    problems = extra_args_problems(extra_args, options, f"tritonserver {launch['server_version']} {binary}")
+    if problems:
+        raise ServiceConfigError(" ".join(problems))
+    if not cached and not check_mode:
+        write_options_cache(binary, options, cache)
+
+
 # --- applying ------------------------------------------------------------------------------
 
 
@@ -397,11 +430,15 @@ def ensure_file(
     outcome: Outcome,
     restart: bool = False,
     validate: Callable[[bytes], None] | None = None,
+    keep_previous: bool = False,
 ) -> bool:
     """Ensure the root-owned file ``path`` holds ``content`` with ``mode``; True when it changed.
 
     Only what differs is written: new content atomically (after ``validate``, when given, accepts
     it), or just the owner and mode. The diff shows the text before and after, like the template module.
+    With ``keep_previous`` the content the running server was started from is first kept as
+    ``<path>.previous`` (unless a copy from an earlier, not yet restarted change is there), for
+    triton_service_run to put back when the server does not get ready on the new one.
     """
     wanted = content.encode("utf-8")
     try:
@@ -426,7 +463,21 @@ def ensure_file(
     if not check_mode:
         if validate is not None:
             validate(wanted)
+        previous = Path(f"{path}{PREVIOUS_SUFFIX}")
+        if keep_previous and current is not None and not previous.exists():
+            write_atomic(previous, current, stat.S_IMODE(info.st_mode))
         write_atomic(path, wanted, mode)
+    return True
+
+
+def pending_restart(path: Path, outcome: Outcome) -> bool:
+    """Flag a restart an earlier run left due: ``path`` changed (its ``.previous`` is there) but no
+    restart on it got the server ready yet (an interrupted run). True when it did."""
+    if not Path(f"{path}{PREVIOUS_SUFFIX}").exists():
+        return False
+    reason = f"{path} (changed by an earlier run that did not restart the server on it)"
+    if str(path) not in outcome.restart_reasons:
+        outcome.restart_reasons.append(reason)
     return True
 
 
@@ -512,6 +563,8 @@ def configure(params: Mapping[str, Any], check_mode: bool, run: Runner, analyze:
     manager = service_manager_for(params["manager"])
     outcome = Outcome()
     launch = compute_launch(params, check_mode)
+    if launch is not None:
+        check_extra_args(launch, params.get("extra_args") or [], Path(params["home"]), run, check_mode)
     if launch is None:
         outcome.warnings.append(
             f"No installed release under {params['install_prefix']}; check mode assumes one is coming."
@@ -525,7 +578,7 @@ def configure(params: Mapping[str, Any], check_mode: bool, run: Runner, analyze:
     for directory in (Path(params["config_dir"]), home, home / "bin"):
         ensure_directory(directory, "root", "root", 0o755, check_mode, outcome)
     ensure_api_key(Path(params["api_key_file"]), check_mode, outcome)
-    launcher = home / "bin" / "tritonfleet-serve"
+    launcher = home / LAUNCHER
     if launch is None:
         outcome.add(
             str(launcher),
@@ -534,18 +587,26 @@ def configure(params: Mapping[str, Any], check_mode: bool, run: Runner, analyze:
             restart=True,
         )
     else:
-        ensure_file(launcher, launcher_script(launch, params), 0o755, check_mode, outcome, restart=True)
+        ensure_file(
+            launcher, launcher_script(launch, params), 0o755, check_mode, outcome, restart=True, keep_previous=True
+        )
+    pending_restart(launcher, outcome)
     reload = False
     if manager == "supervisor":
         ensure_directory(Path(params["run_dir"]), "root", "root", 0o755, check_mode, outcome)
         ensure_supervisor(params, check_mode, run, outcome)
-        reload = ensure_file(Path(params["supervisor_conf"]), params["supervisor_config"], 0o644, check_mode, outcome)
+        conf = Path(params["supervisor_conf"])
+        reload = ensure_file(conf, params["supervisor_config"], 0o644, check_mode, outcome, keep_previous=True)
         if reload:
-            outcome.restart_reasons.append(params["supervisor_conf"])
+            outcome.restart_reasons.append(str(conf))
+        reload = pending_restart(conf, outcome) or reload
     else:
         unit = Path(params["systemd_unit_file"])
         verify = systemd_verifier(run, analyze, unit.name)
-        ensure_file(unit, params["systemd_unit"], 0o644, check_mode, outcome, restart=True, validate=verify)
+        ensure_file(
+            unit, params["systemd_unit"], 0o644, check_mode, outcome, restart=True, validate=verify, keep_previous=True
+        )
+        pending_restart(unit, outcome)
     return {
         "changed": bool(outcome.changes),
         "service_manager": manager,

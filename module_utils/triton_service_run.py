@@ -11,7 +11,9 @@ starting a client process; systemd through one ``systemctl show``. Errors are
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import os
 import socket
 import subprocess
 import time
@@ -22,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ansible.module_utils.triton_server_log import error_lines, log_size, read_since
 from ansible.module_utils.triton_service import ServiceConfigError, probe_host
 
 Runner = Callable[[Sequence[str]], "tuple[int, str, str]"]
@@ -36,6 +39,14 @@ FAULT_BAD_NAME, FAULT_SPAWN_ERROR, FAULT_ALREADY_STARTED, FAULT_NOT_RUNNING = 10
 RPC_TIMEOUT = 60
 POLL_SECONDS = 0.5
 PROBE_TIMEOUT = 2
+# Seconds a live server may take to become ready again (an unload or a load in progress) before
+# its model set counts as broken.
+SETTLE_SECONDS = 5.0
+# Next to the launcher, supervisord.conf or unit: the file the running server was started from,
+# kept by triton_service_config when it writes a new one, until a restart on the new one is ready.
+PREVIOUS_SUFFIX = ".previous"
+# The launcher the service manager runs, under the service home.
+LAUNCHER = "bin/tritonfleet-serve"
 
 
 # --- decisions -----------------------------------------------------------------------------
@@ -290,32 +301,139 @@ def log_tail(path: Path, lines: int) -> str:
     return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-lines:])
 
 
-def not_ready_message(stage: str, answer: int | str, base_url: str, params: Mapping[str, Any]) -> str:
-    """The four-part failure message, with the end of the server log."""
+def _log_excerpt(text: str, lines: int) -> str:
+    """The last ``lines`` lines of a log excerpt, without the usage text a refused command line prints."""
+    kept = [line for line in text.splitlines() if line.strip() and not line.startswith(("  --", "\t"))]
+    return "\n".join(kept[-lines:]) or "(nothing)"
+
+
+def not_ready_message(
+    stage: str, answer: int | str, base_url: str, params: Mapping[str, Any], since: str | None = None
+) -> str:
+    """The four-part failure message: the server's error lines first, then the end of its log.
+
+    ``since`` is what the server wrote during this attempt; without it the end of the whole log
+    is quoted.
+    """
     log = Path(params["log_file"])
+    lines = params["log_tail_lines"]
+    said = error_lines(since if since is not None else log_tail(log, lines))
+    excerpt = _log_excerpt(since, lines) if since is not None else log_tail(log, lines)
     return (
         f"tritonserver did not become {stage} within triton_service_ready_timeout={params['ready_timeout']}s:\n"
         f"{base_url}/v2/health/{stage} answered {answer}.\n"
-        f"Last {params['log_tail_lines']} lines of {log}:\n{log_tail(log, params['log_tail_lines'])}\n"
+        + (f"The server said:\n{chr(10).join(said)}\n" if said else "")
+        + f"Last {lines} lines of {log}:\n{excerpt}\n"
         "A healthy server answers 200 on live and ready once every model it loads is READY.\n"
-        "Fix the error the log shows (model config, backend directory, python runtime),\n"
+        "Fix the error the log shows (model config, backend directory, python runtime, server option),\n"
         "or raise triton_service_ready_timeout if loading is only slow."
     )
+
+
+def previous_files(params: Mapping[str, Any], manager: str) -> list[Path]:
+    """The service files that have a ``.previous`` copy: changed since the server last started on them."""
+    files = [params.get("launcher")]
+    files.append(params.get("supervisor_conf") if manager == "supervisor" else params.get("systemd_unit_file"))
+    return [Path(f) for f in files if f and Path(f"{f}{PREVIOUS_SUFFIX}").exists()]
+
+
+def restored_message(
+    failed: tuple[str, int | str],
+    again: tuple[str, int | str] | None,
+    restored: list[Path],
+    since: str,
+    base_url: str,
+    params: Mapping[str, Any],
+) -> str:
+    """The four-part message after a restart on new service files failed and the previous ones were put back."""
+    stage, answer = failed
+    said = error_lines(since) or [_log_excerpt(since, 5)]
+    names = ", ".join(str(path) for path in restored)
+    outcome = (
+        "the server is live and ready again on them"
+        if again is None
+        else f"but it is not ready on them either ({base_url}/v2/health/{again[0]} answered {again[1]}): the host "
+        "does NOT serve"
+        + (" (the server was stopped; the next run starts it)" if again[0] == "live" else "")
+        + "; run the play again once the cause below is fixed"
+    )
+    return (
+        f"tritonserver did not become {stage} within triton_service_ready_timeout={params['ready_timeout']}s after "
+        f"the restart on the new service files ({base_url}/v2/health/{stage} answered {answer}). The server said:\n"
+        + "\n".join(said)
+        + f"\nLast {params['log_tail_lines']} lines of {params['log_file']} during that start:\n"
+        + _log_excerpt(since, params["log_tail_lines"])
+        + f"\nThe previous {names} were restored and the server was restarted on them: {outcome}.\n"
+        "A change of the service files is kept only when the server becomes live and ready on it.\n"
+        "Fix what the server names (triton_service_extra_args, a path, a model) and rerun; raise "
+        "triton_service_ready_timeout if the start is only slow."
+    )
+
+
+def _restore(files: list[Path]) -> None:
+    for path in files:
+        os.replace(f"{path}{PREVIOUS_SUFFIX}", path)
+
+
+def _stop_hard(params: Mapping[str, Any], manager: str, run: Runner, proxy: Any) -> None:
+    """Stop a server that is not live, without the graceful drain: it serves nothing, and one stuck
+    loading a model would hold a graceful stop for its whole drain time (stopwaitsecs). Stopped,
+    not left hanging, it is started afresh by the next run. Best effort: faults mean it is down."""
+    if manager == "supervisor":
+        with contextlib.suppress(xmlrpc.client.Fault, OSError):
+            proxy.supervisor.stopProcess(PROGRAM, False)
+        with contextlib.suppress(xmlrpc.client.Fault, OSError):
+            proxy.supervisor.signalProcess(PROGRAM, "KILL")
+    else:
+        run(["systemctl", "kill", "--signal=SIGKILL", params["systemd_unit"]])
+        run(["systemctl", "stop", params["systemd_unit"]])
+
+
+def _commit(files: list[Path]) -> None:
+    for path in files:
+        Path(f"{path}{PREVIOUS_SUFFIX}").unlink(missing_ok=True)
+
+
+def live_but_not_ready(
+    base_url: str,
+    probe: Callable[[str], int | str] = http_status,
+    settle_s: float = SETTLE_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """True when the server answers live but not ready for ``settle_s``: a model set left broken (a
+    load that failed or hangs, an interrupted switch). At start the server opens HTTP only after its
+    models loaded, so a live server that stays not ready longer than an unload or a load takes to
+    settle will not get ready by waiting."""
+    if probe(f"{base_url}/v2/health/live") != 200:
+        return False
+    deadline = clock() + settle_s
+    while probe(f"{base_url}/v2/health/ready") != 200:
+        if clock() >= deadline:
+            return True
+        sleep(POLL_SECONDS)
+    return False
 
 
 # --- the whole step ------------------------------------------------------------------------
 
 
-def ready_params(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``ensure_running`` parameters for a ``triton_service_config`` run with ``ensure_ready``."""
+def service_settings(config: Mapping[str, Any], manager: str) -> dict[str, Any]:
+    """How the service runs, from a ``triton_service_config`` run with ``ensure_ready``: what
+    :func:`ensure_running` needs besides ``state`` and ``reload_config``, plus the manager.
+
+    The config module returns it (``service``), so that a later step of the play (the models
+    switch) can restart the server the same way the handler does.
+    """
     ready = config["ensure_ready"]
     return {
-        "state": "started",
-        "reload_config": False,
+        "manager": manager,
         "supervisor_venv": config["supervisor_venv"],
         "supervisor_conf": config["supervisor_conf"],
         "supervisor_socket": ready["supervisor_socket"],
         "systemd_unit": ready["systemd_unit_name"],
+        "systemd_unit_file": config["systemd_unit_file"],
+        "launcher": str(Path(config["home"]) / LAUNCHER),
         "http_address": config["http_address"],
         "http_port": config["http_port"],
         "ready_timeout": ready["ready_timeout"],
@@ -324,44 +442,91 @@ def ready_params(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def ready_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``ensure_running`` parameters for a ``triton_service_config`` run with ``ensure_ready``."""
+    return {**service_settings(config, config["manager"]), "state": "started", "reload_config": False}
+
+
+def _bring(
+    params: Mapping[str, Any],
+    manager: str,
+    state: str,
+    reload_config: bool,
+    check_mode: bool,
+    run: Runner,
+    proxy: Any,
+    base_url: str,
+) -> list[str]:
+    """Decide and (not in check mode) carry out what brings the server to ``state``; return the actions."""
+    if manager == "supervisor":
+        status = supervisor_status(proxy)
+        if state == "started" and status == "RUNNING" and live_but_not_ready(base_url):
+            state = "restarted"
+        actions = supervisor_actions(status, state, reload_config)
+        supervisord = [f"{params['supervisor_venv']}/bin/supervisord", "-c", params["supervisor_conf"]]
+        for action in [] if check_mode else actions:
+            apply_supervisor(proxy, action, supervisord)
+        return actions
+    unit = params["systemd_unit"]
+    rc, out, err = run(["systemctl", "show", "--property=LoadState,ActiveState,UnitFileState,NeedDaemonReload", unit])
+    if rc != 0:
+        raise ServiceConfigError(
+            f"systemctl show {unit} exited {rc} ({err.strip()}). The systemd path needs a running systemd. "
+            "Set triton_service_manager=supervisor on hosts whose PID 1 is not systemd."
+        )
+    props = parse_show(out)
+    if state == "started" and props.get("ActiveState") == "active" and live_but_not_ready(base_url):
+        state = "restarted"
+    commands = systemd_actions(props, state, unit)
+    for command in [] if check_mode else commands:
+        rc, out, err = run(command)
+        if rc != 0:
+            raise ServiceConfigError(
+                f"{' '.join(command)} exited {rc} ({err.strip()}). systemd runs the launcher as {unit}. "
+                f"Read journalctl -u {unit} and the server log {params['log_file']}, fix the cause, rerun."
+            )
+    return [" ".join(command[1:]) for command in commands]
+
+
 def ensure_running(
     params: Mapping[str, Any], manager: str, check_mode: bool, run: Runner, proxy: Any = None
 ) -> dict[str, Any]:
     """Bring the server to ``params['state']`` under ``manager``, then (not in check mode) wait until ready.
 
-    Returns {changed, service_manager, actions, base_url}; raises ServiceConfigError with the
-    log's last lines when the server is not live and ready within ``params['ready_timeout']``.
+    ``started`` also restarts a server that answers live but not ready (its model set is broken).
+    When the server was (re)started and new service files (launcher, supervisord.conf or unit,
+    with a ``.previous`` copy) do not get it live and ready, the previous files are put back and
+    the server restarted on them before the failure is raised; once it is ready on the new ones,
+    the copies are dropped. A server that does not even get live is stopped before the failure
+    (it serves nothing; the next run starts it afresh instead of waiting on a hung one). Returns
+    {changed, service_manager, actions, base_url}; raises ServiceConfigError with the server's
+    error lines and the end of its log.
     """
-    state = params["state"]
     if manager == "supervisor":
         proxy = proxy or supervisor_proxy(params["supervisor_socket"])
-        actions = supervisor_actions(supervisor_status(proxy), state, params["reload_config"])
-        supervisord = [f"{params['supervisor_venv']}/bin/supervisord", "-c", params["supervisor_conf"]]
-        for action in [] if check_mode else actions:
-            apply_supervisor(proxy, action, supervisord)
-    else:
-        unit = params["systemd_unit"]
-        rc, out, err = run(
-            ["systemctl", "show", "--property=LoadState,ActiveState,UnitFileState,NeedDaemonReload", unit]
-        )
-        if rc != 0:
-            raise ServiceConfigError(
-                f"systemctl show {unit} exited {rc} ({err.strip()}). The systemd path needs a running systemd. "
-                "Set triton_service_manager=supervisor on hosts whose PID 1 is not systemd."
-            )
-        commands = systemd_actions(parse_show(out), state, unit)
-        actions = [" ".join(command[1:]) for command in commands]
-        for command in [] if check_mode else commands:
-            rc, out, err = run(command)
-            if rc != 0:
-                raise ServiceConfigError(
-                    f"{' '.join(command)} exited {rc} ({err.strip()}). systemd runs the launcher as {unit}. "
-                    f"Read journalctl -u {unit} and the server log {params['log_file']}, fix the cause, rerun."
-                )
     base_url = f"http://{probe_host(params['http_address'])}:{params['http_port']}"
-    if not check_mode:
-        gave_up = supervisor_gave_up(proxy) if manager == "supervisor" else systemd_gave_up(params["systemd_unit"], run)
-        failed = wait_ready(base_url, params["ready_timeout"], gave_up=gave_up)
-        if failed:
-            raise ServiceConfigError(not_ready_message(*failed, base_url, params))
-    return {"changed": bool(actions), "service_manager": manager, "actions": actions, "base_url": base_url}
+    log = Path(params["log_file"])
+    offset = log_size(log)
+    actions = _bring(params, manager, params["state"], params["reload_config"], check_mode, run, proxy, base_url)
+    result = {"changed": bool(actions), "service_manager": manager, "actions": actions, "base_url": base_url}
+    if check_mode:
+        return result
+    gave_up = supervisor_gave_up(proxy) if manager == "supervisor" else systemd_gave_up(params["systemd_unit"], run)
+    failed = wait_ready(base_url, params["ready_timeout"], gave_up=gave_up)
+    previous = previous_files(params, manager) if actions else []
+    if failed is None:
+        _commit(previous)
+        return result
+    since = read_since(log, offset)
+    if not previous:
+        if failed[0] == "live":
+            _stop_hard(params, manager, run, proxy)
+        raise ServiceConfigError(not_ready_message(*failed, base_url, params, since))
+    _restore(previous)
+    _stop_hard(params, manager, run, proxy)
+    reload_config = manager == "supervisor" and Path(params["supervisor_conf"]) in previous
+    _bring(params, manager, "restarted", reload_config, False, run, proxy, base_url)
+    again = wait_ready(base_url, params["ready_timeout"], gave_up=gave_up)
+    if again is not None and again[0] == "live":
+        _stop_hard(params, manager, run, proxy)
+    raise ServiceConfigError(restored_message(failed, again, previous, since, base_url, params))

@@ -247,6 +247,20 @@ def run_rollout(
     return Run(proc.returncode, proc.stdout + proc.stderr, report_dir, rollout_id)
 
 
+def netns_server_pids(netns: str) -> list[int]:
+    """Pids of the tritonserver processes of a simulated host (its network namespace), sorted."""
+    from fleet.harness import netns_pids
+
+    pids = []
+    for pid in netns_pids(netns):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "tritonserver":
+                pids.append(pid)
+        except OSError:
+            continue
+    return sorted(pids)
+
+
 def host_command(inventory: Path, pattern: str, command: str) -> dict[str, dict[str, Any]]:
     """Run a shell command on the simulated hosts over SSH; host -> result (rc, stdout, ...)."""
     from fleet.fixtures import adhoc

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fleet.harness import Fleet, netns_pids
+from fleet.harness import Fleet
 from fleet.profiles import parse_spec
 from test_fleet_rollout_common import (
     BROKEN_MODELS,
@@ -28,6 +28,7 @@ from test_fleet_rollout_common import (
     REPO_ROOT,
     Run,
     fleet_group_vars,
+    netns_server_pids,
     playbook_argv,
     playbook_env,
     run_rollout,
@@ -71,14 +72,7 @@ class Fixture:
         return self.fleet.read_state()["hosts"][host]["netns"]
 
     def server_pids(self, host: str) -> list[int]:
-        pids = []
-        for pid in netns_pids(self.netns(host)):
-            try:
-                if Path(f"/proc/{pid}/comm").read_text().strip() == "tritonserver":
-                    pids.append(pid)
-            except OSError:
-                continue
-        return pids
+        return netns_server_pids(self.netns(host))
 
 
 @pytest.fixture(scope="module")

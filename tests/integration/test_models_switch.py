@@ -18,13 +18,15 @@ import pytest
 from ansible.module_utils.triton_model_repository import render_settings
 from ansible.module_utils.triton_models_release import build_release
 from ansible.module_utils.triton_models_switch import (
+    Recovery,
     SwitchError,
     TritonHttp,
     activate,
     linked_release,
     point_link,
 )
-from support.triton_dist import CPU_PLAN, server_argv, server_env, triton_release
+from ansible.module_utils.triton_release_tree import tree_digest
+from support.triton_dist import CPU_PLAN, server_argv, server_env, triton_release, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -60,6 +62,48 @@ def _infer_add_sub(url: str) -> list[float]:
     return outputs["OUTPUT0"]
 
 
+class Server:
+    """The module's tritonserver on ``<root>/current``, which a test may restart (as the service would)."""
+
+    def __init__(self, release: Path, root: Path, base: Path) -> None:
+        self.argv = [
+            *server_argv(release, root / "current", HTTP_PORT, GRPC_PORT, METRICS_PORT),
+            "--load-model=add_sub",
+            "--load-model=scale",
+            f"--http-restricted-api=model-repository,model-config:{KEY_HEADER}={KEY}",
+        ]
+        self.env = server_env(release)
+        self.log_path = base / "server.log"
+        self.url = f"http://127.0.0.1:{HTTP_PORT}"
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        if not wait_ready(self.url, self.proc, 60):
+            self.stop()
+            pytest.fail(f"tritonserver did not become ready: {self.log_path.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> str | None:
+        """What the service's restart does: stop, start on whatever current/ points at, wait ready."""
+        self.restarts += 1
+        self.stop()
+        self.start()
+        return None
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A server on <root>/current with release A (the examples) loaded; yields the paths."""
@@ -70,30 +114,19 @@ def served(tmp_path_factory):
     first = _build(EXAMPLES, build_dir)
     _install(build_dir, root, first)
     point_link(root, "current", first)
-    argv = server_argv(release, root / "current", HTTP_PORT, GRPC_PORT, METRICS_PORT)
-    argv += [
-        "--load-model=add_sub",
-        "--load-model=scale",
-        f"--http-restricted-api=model-repository,model-config:{KEY_HEADER}={KEY}",
-    ]
-    log = (base / "server.log").open("wb")
-    proc = subprocess.Popen(argv, env=server_env(release), stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{HTTP_PORT}"
-    client = TritonHttp(url, {KEY_HEADER: KEY}, timeout=120)
-    deadline = time.monotonic() + 60
-    while not client.ready():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"tritonserver did not become ready: {(base / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.2)
-    yield {"root": root, "build": build_dir, "client": client, "url": url, "first": first, "base": base}
-    proc.terminate()
-    try:
-        proc.wait(timeout=40)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
+    server = Server(release, root, base)
+    server.start()
+    client = TritonHttp(server.url, {KEY_HEADER: KEY}, timeout=120)
+    yield {
+        "root": root,
+        "build": build_dir,
+        "client": client,
+        "url": server.url,
+        "first": first,
+        "base": base,
+        "server": server,
+    }
+    server.stop()
 
 
 def _instance_counts(url: str, model: str) -> list[int]:
@@ -180,3 +213,120 @@ def test_failed_load_restores_previous_release_with_the_servers_reason(served, t
     assert _states(client) == {"add_sub": "READY", "scale": "READY"}
     assert client.ready()
     assert _infer_add_sub(served["url"]) == [11, 22, 33, 44]
+
+
+def _lay_out(root: Path, models: dict[str, dict[str, str]]) -> str:
+    """Put a release on the host as the deploy phase would (files as given, no controller checks); return its id.
+
+    ``models`` maps a model name to its files (relative path -> text); a model named after an
+    example starts from that example's files.
+    """
+    staging = root / "releases" / ".staging-test"
+    shutil.rmtree(staging, ignore_errors=True)
+    for name, files in models.items():
+        if (EXAMPLES / name).is_dir():
+            shutil.copytree(EXAMPLES / name, staging / name, ignore=shutil.ignore_patterns("__pycache__"))
+        for relative, text in files.items():
+            (staging / name / relative).parent.mkdir(parents=True, exist_ok=True)
+            (staging / name / relative).write_text(text)
+    release_id = tree_digest(staging)
+    if (root / "releases" / release_id).exists():
+        shutil.rmtree(staging)
+    else:
+        staging.rename(root / "releases" / release_id)
+    return release_id
+
+
+def _add_sub_config(name: str) -> str:
+    return (EXAMPLES / "add_sub" / "config.pbtxt").read_text().replace('name: "add_sub"', f'name: "{name}"')
+
+
+# add_sub's files with model.py at the top of the model directory: no numeric version directory.
+NO_VERSION_MODEL = {
+    "config.pbtxt": _add_sub_config("noversion"),
+    "model.py": (EXAMPLES / "add_sub" / "1" / "model.py").read_text(),
+}
+
+
+def _serves_the_first_release(served) -> None:
+    client = served["client"]
+    assert linked_release(served["root"]) == served["first"]
+    assert client.ready()
+    assert {e["name"]: e.get("state") for e in client.index()} == {"add_sub": "READY", "scale": "READY"}
+    assert _infer_add_sub(served["url"]) == [11, 22, 33, 44]
+
+
+def test_model_without_a_version_directory_is_rolled_back_by_a_restart(served):
+    # Triton keeps the failed model in its state map with no version: no unload removes it and
+    # the server stays not ready; only the service's restart on the previous release helps.
+    root, server = served["root"], served["server"]
+    model_py = (EXAMPLES / "add_sub" / "1" / "model.py").read_text()
+    bad = _lay_out(
+        root,
+        {"add_sub": {}, "scale": {}, "noversion": {"config.pbtxt": _add_sub_config("noversion"), "model.py": model_py}},
+    )
+    restarts = server.restarts
+    with pytest.raises(SwitchError) as caught:
+        activate(root, bad, served["client"], "switch", wait_s=20, recovery=Recovery(server.log_path, server.restart))
+    message = str(caught.value)
+    assert "at least one version must be available under the version policy of model 'noversion'" in message
+    assert f"so the service was restarted on it: release {served['first']} was restored and serves again" in message
+    assert caught.value.details["restarted"] is True and caught.value.details["server_ready"] is True
+    assert server.restarts == restarts + 1
+    _serves_the_first_release(served)
+
+
+def test_python_model_without_model_py_is_bounded_and_rolled_back(served):
+    # The stub exits before its first message and the backend waits for it forever: the load
+    # never answers. The switch gives up after its timeout, quotes the stub's own log line,
+    # and restarts the service on the previous release.
+    root, server = served["root"], served["server"]
+    bad = _lay_out(root, {"add_sub": {}, "scale": {}, "nopy": {"config.pbtxt": _add_sub_config("nopy"), "1/.keep": ""}})
+    started = time.monotonic()
+    with pytest.raises(SwitchError) as caught:
+        activate(root, bad, served["client"], "switch", wait_s=15, recovery=Recovery(server.log_path, server.restart))
+    elapsed = time.monotonic() - started
+    message = str(caught.value)
+    assert "nopy: http://127.0.0.1:48010 did not answer within 15 s" in message
+    assert "Python model file not found in" in message and "/nopy/1/model.py" in message
+    assert f"release {served['first']} was restored and serves again" in message
+    # load (15 s) + bounded unload (10 s) + readiness wait (15 s) + a restart: never the old 5 minutes.
+    assert elapsed < 150, elapsed
+    _serves_the_first_release(served)
+
+
+def test_without_a_restart_a_rollback_that_cannot_finish_says_the_server_is_not_healthy(served):
+    root, server = served["root"], served["server"]
+    model_py = (EXAMPLES / "add_sub" / "1" / "model.py").read_text()
+    bad = _lay_out(
+        root,
+        {"add_sub": {}, "scale": {}, "noversion": {"config.pbtxt": _add_sub_config("noversion"), "model.py": model_py}},
+    )
+    try:
+        with pytest.raises(SwitchError) as caught:
+            activate(root, bad, served["client"], "switch", wait_s=10, recovery=Recovery(server.log_path, None))
+        assert "so the server is NOT healthy" in str(caught.value)
+        assert caught.value.details["server_ready"] is False
+        assert not served["client"].ready()
+        # current points back all the same: a restart (or the next site run) serves the previous release.
+        assert linked_release(root) == served["first"]
+    finally:
+        server.restart()
+    _serves_the_first_release(served)
+
+
+def test_deploy_phase_points_a_server_that_is_not_ready_at_the_release(served):
+    # A live server that is not ready serves nothing: the deploy phase moves current, and the
+    # service step restarts it there (this is how a plain site run recovers an interrupted one).
+    root, server, client = served["root"], served["server"], served["client"]
+    bad = _lay_out(root, {"add_sub": {}, "scale": {}, "nopy": {"config.pbtxt": _add_sub_config("nopy"), "1/.keep": ""}})
+    point_link(root, "current", bad)
+    try:
+        assert client.load("nopy", timeout=3) and not client.ready()
+        deployed = activate(root, served["first"], client, "deploy")
+        assert (deployed.server_live, deployed.link_switched, deployed.pending_switch) == (True, True, False)
+        assert linked_release(root) == served["first"]
+    finally:
+        point_link(root, "current", served["first"])
+        server.restart()
+    _serves_the_first_release(served)

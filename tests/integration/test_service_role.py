@@ -347,9 +347,64 @@ def test_killed_server_is_restarted_by_supervisord(deployment: Deployment):
     assert wait_ready(30)
 
 
+def test_unknown_extra_argument_is_refused_before_the_launcher_is_written(deployment: Deployment):
+    launcher = deployment.path("triton_service_home") / "bin" / "tritonfleet-serve"
+    before, (pid,) = launcher.read_text(), server_pids()
+    result = deployment.converge(extra={"triton_service_extra_args": ["--log-verbse=1", "--exit-on-eror=true"]})
+    assert recap(result)[2] == 1, result.stdout[-4000:]
+    out = " ".join(result.stdout.split())
+    assert "triton_service_extra_args has '--log-verbse=1': the server has no option --log-verbse" in out
+    assert "(closest: --log-verbose" in out and "has '--exit-on-eror=true'" in out
+    assert "remove it from triton_service_extra_args or correct it to an option --help lists" in out
+    assert launcher.read_text() == before and server_pids() == [pid]
+    assert http("/v2/health/ready")[0] == 200
+    # The options were read from the installed binary's --help and are cached per release build.
+    cache = deployment.path("triton_service_home") / "cache" / "tritonserver-options.json"
+    accepted = deployment.converge(extra={"triton_service_extra_args": ["--log-verbose", "1"]})
+    assert recap(accepted)[2] == 0, accepted.stdout[-4000:]
+    options = json.loads(cache.read_text())["options"]
+    assert options["log-verbose"] is True and options["disable-auto-complete-config"] is False
+    back = deployment.converge()
+    assert recap(back)[2] == 0 and launcher.read_text() == before
+
+
+def test_a_change_an_interrupted_run_did_not_restart_on_is_restarted_by_the_next(deployment: Deployment):
+    # A run that wrote the launcher and died before its handler left the copy of the launcher the
+    # server runs on; the next run sees nothing to write but restarts all the same.
+    launcher = deployment.path("triton_service_home") / "bin" / "tritonfleet-serve"
+    shutil.copy2(launcher, f"{launcher}.previous")
+    (pid,) = server_pids()
+    result = deployment.converge()
+    assert recap(result)[0] > 0 and recap(result)[2] == 0, result.stdout[-4000:]
+    assert "did not restart the server on it" in result.stdout
+    assert server_pids() not in ([], [pid])
+    assert not Path(f"{launcher}.previous").exists()
+    assert recap(deployment.converge()) == (0, 0, 0)
+
+
+def test_a_server_left_live_but_not_ready_is_restarted_by_a_plain_run(deployment: Deployment):
+    # A model that failed to load through the repository API stays in the server's state and
+    # keeps /v2/health/ready at 400 (strict readiness) although the server is live.
+    broken = deployment.models / "current" / "broken"
+    shutil.copytree(REPO_ROOT / "tests" / "fixtures" / "repos" / "broken_model" / "add_sub", broken)
+    config = broken / "config.pbtxt"
+    config.write_text(config.read_text().replace('name: "add_sub"', 'name: "broken"'))
+    status, _body = http("/v2/repository/models/broken/load", {}, headers={KEY_HEADER: api_key(deployment)})
+    shutil.rmtree(broken)
+    assert status != 200
+    assert http("/v2/health/live")[0] == 200 and http("/v2/health/ready")[0] == 400
+    (pid,) = server_pids()
+    result = deployment.converge()
+    assert recap(result)[0] > 0 and recap(result)[2] == 0, result.stdout[-4000:]
+    assert server_pids() not in ([], [pid])
+    assert http("/v2/health/ready")[0] == 200
+
+
 def test_bad_backend_directory_fails_the_play_with_the_server_log(deployment: Deployment):
     # Long enough that only supervisord giving up (FATAL after startretries) ends the wait early.
     timeout = 120
+    launcher = deployment.path("triton_service_home") / "bin" / "tritonfleet-serve"
+    before = launcher.read_text()
     started = time.monotonic()
     result = deployment.converge(
         extra={
@@ -365,6 +420,12 @@ def test_bad_backend_directory_fails_the_play_with_the_server_log(deployment: De
     # A server that crash-loops fails as soon as supervisord stops restarting it, not at the timeout.
     assert "supervisord gave up restarting it" in result.stdout
     assert elapsed < 60, elapsed
+    # The launcher it was started from came back, and the server serves on it before the play failed.
+    assert f"The previous {launcher} were restored" in result.stdout
+    assert "the server is live and ready again on them" in result.stdout
+    assert launcher.read_text() == before
+    assert not Path(f"{launcher}.previous").exists()
+    assert http("/v2/health/ready")[0] == 200
     recovered = deployment.converge()
     assert recap(recovered)[2] == 0, recovered.stdout[-4000:]
     assert http("/v2/health/ready")[0] == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
@@ -87,6 +88,8 @@ SCHEMA_KEYS = [
     "container_engines",
     "nvidia_container_runtime",
     "service_manager",
+    "listening",
+    "accounts",
     "reasons",
 ]
 GPU_KEYS = ["index", "name", "uuid", "pci_bus_id", "compute_capability", "memory_mib", "mig_mode", "integrated"]
@@ -605,3 +608,86 @@ def test_container_host_reads_this_machines_pid_max():
     """sysctl files refuse a large read buffer: the probe must still get pid_max (it caps podman's nproc)."""
     expected = int(Path("/proc/sys/kernel/pid_max").read_text())
     assert th.probe_container_host(Path("/"), live=True)["pid_max"] == expected
+
+
+# Listening ports and accounts (what the service step will meet)
+
+# /proc/net/tcp and tcp6 in their real format: sshd on 0.0.0.0:22 and [::]:22, tritonserver on
+# 127.0.0.1:8000, an established connection (state 01), a socket on [::1]:8001 with inode 0.
+PROC_NET = Path(__file__).resolve().parents[1] / "fixtures" / "proc-net"
+
+
+def test_proc_net_addresses_decode_per_32_bit_word():
+    assert th.parse_proc_net_address("0100007F:1F40") == ("127.0.0.1", 8000)
+    assert th.parse_proc_net_address("00000000000000000000000001000000:1F41") == ("::1", 8001)
+    mapped = th.parse_proc_net_address("0000000000000000FFFF00000100007F:0016")
+    assert mapped == (str(ipaddress.ip_address("::ffff:127.0.0.1")), 22)
+
+
+def test_only_listening_sockets_are_parsed():
+    assert th.parse_proc_net_tcp((PROC_NET / "tcp").read_text()) == [
+        ("0.0.0.0", 22, 23017),
+        ("127.0.0.1", 8000, 45123),
+    ]
+    assert th.parse_proc_net_tcp("garbage\n 0: zz:zz 00 0A x x x x x 1\n") == []
+
+
+def _proc_root(tmp_path: Path) -> Path:
+    net = tmp_path / "proc" / "net"
+    net.mkdir(parents=True)
+    for name in ("tcp", "tcp6"):
+        (net / name).write_text((PROC_NET / name).read_text())
+    for pid, exe, inodes in ((611, "/usr/sbin/sshd", (23017, 23019)), (4242, "/opt/t/bin/tritonserver", (45123,))):
+        fd = tmp_path / "proc" / str(pid) / "fd"
+        fd.mkdir(parents=True)
+        (tmp_path / "proc" / str(pid) / "exe").symlink_to(exe)
+        for number, inode in enumerate(inodes, start=3):
+            (fd / str(number)).symlink_to(f"socket:[{inode}]")
+        (fd / "0").symlink_to("/dev/null")
+    return tmp_path
+
+
+def test_listening_ports_name_the_process_holding_them(tmp_path):
+    assert th.probe_listening(_proc_root(tmp_path)) == [
+        {"address": "0.0.0.0", "port": 22, "pid": 611, "exe": "/usr/sbin/sshd"},
+        {"address": "::", "port": 22, "pid": 611, "exe": "/usr/sbin/sshd"},
+        {"address": "127.0.0.1", "port": 8000, "pid": 4242, "exe": "/opt/t/bin/tritonserver"},
+        # The kernel holds this one (inode 0): no process to name.
+        {"address": "::1", "port": 8001, "pid": None, "exe": None},
+    ]
+
+
+def test_listening_ports_of_this_host_include_a_socket_we_open():
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        found = [entry for entry in th.probe_listening(Path("/")) if entry["port"] == port]
+    assert found == [{"address": "127.0.0.1", "port": port, "pid": os.getpid(), "exe": os.readlink("/proc/self/exe")}]
+
+
+def test_accounts_come_from_passwd_under_a_mounted_root(tmp_path):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/bash\n"
+        "tritonserver:x:998:998:Triton Inference Server (tritonfleet):/var/lib/tritonfleet:/usr/sbin/nologin\n"
+        "broken line\n"
+    )
+    assert th.probe_accounts(tmp_path, False, ["root", "tritonserver", "nobody"]) == {
+        "root": {"uid": 0, "gid": 0, "comment": "root", "home": "/root", "shell": "/bin/bash"},
+        "tritonserver": {
+            "uid": 998,
+            "gid": 998,
+            "comment": "Triton Inference Server (tritonfleet)",
+            "home": "/var/lib/tritonfleet",
+            "shell": "/usr/sbin/nologin",
+        },
+        "nobody": None,
+    }
+
+
+def test_accounts_of_this_host_come_from_the_name_service():
+    found = th.probe_accounts(Path("/"), True, ["root", "tf-no-such-user"])
+    assert found["root"]["uid"] == 0 and found["tf-no-such-user"] is None

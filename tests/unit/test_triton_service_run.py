@@ -10,9 +10,11 @@ from ansible.module_utils.triton_service import ServiceConfigError
 from ansible.module_utils.triton_service_run import (
     apply_supervisor,
     ensure_running,
+    live_but_not_ready,
     log_tail,
     not_ready_message,
     parse_show,
+    previous_files,
     supervisor_actions,
     supervisor_gave_up,
     supervisor_status,
@@ -276,3 +278,41 @@ def test_failure_message_quotes_the_end_of_the_log(tmp_path: Path):
     assert message.startswith("tritonserver did not become live within triton_service_ready_timeout=1s")
     assert "line 95\nline 96" in message and "line 94" not in message
     assert "cannot read" in log_tail(tmp_path / "missing.log", 3)
+
+
+@pytest.mark.parametrize(
+    ("live", "ready", "expected"),
+    [(200, 200, False), (200, 400, True), ("nothing (refused)", "nothing (refused)", False), (503, 400, False)],
+)
+def test_only_a_server_that_answers_live_but_not_ready_needs_a_restart(live, ready, expected):
+    answers = {"live": live, "ready": ready}
+    clock = Clock()
+    found = live_but_not_ready(
+        "http://127.0.0.1:8000", lambda url: answers[url.rsplit("/", 1)[1]], 5, clock, clock.sleep
+    )
+    assert found is expected
+
+
+def test_a_server_that_gets_ready_within_the_settle_time_is_left_alone():
+    clock = Clock()
+    answers = iter([200, 400, 400, 200])
+    assert live_but_not_ready("http://x", lambda url: next(answers), 5, clock, clock.sleep) is False
+
+
+def test_the_files_with_a_previous_copy_are_the_ones_a_failed_restart_puts_back(tmp_path: Path):
+    launcher, conf, unit = tmp_path / "tritonfleet-serve", tmp_path / "supervisord.conf", tmp_path / "t.service"
+    for path in (launcher, conf, unit):
+        path.write_text("new\n")
+    params = run_params(launcher=str(launcher), supervisor_conf=str(conf), systemd_unit_file=str(unit))
+    assert previous_files(params, "supervisor") == []
+    Path(f"{launcher}.previous").write_text("old\n")
+    Path(f"{unit}.previous").write_text("old\n")
+    assert previous_files(params, "supervisor") == [launcher]
+    assert previous_files(params, "systemd") == [launcher, unit]
+
+
+def test_failure_message_leads_with_the_servers_error_lines_not_its_usage(tmp_path: Path):
+    since = "tritonserver: unrecognized option '--bad'\nUsage: tritonserver [options]\n  --help\n\tPrint usage\n"
+    message = not_ready_message("live", "nothing", "http://127.0.0.1:8000", run_params(), since)
+    assert "The server said:\ntritonserver: unrecognized option '--bad'\n" in message
+    assert "Print usage" not in message
