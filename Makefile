@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 INVENTORY ?= inventory/local.yml
 
-.PHONY: venv site preflight verify remove rollout fleet-status ee test lint unit bench clean
+.PHONY: venv site preflight verify remove rollout fleet-status ee test lint unit bench gpu-proof clean
 
 $(VENV)/.installed: requirements.txt requirements-controller.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ unit: venv
 
 bench: venv
 	for b in tests/bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+## GPU proof kit: the carry folder .gpu-proof/ for one run on a GPU machine (docs/gpu-evidence.md).
+gpu-proof: venv
+	$(BIN)/python tools/gpu-proof/prepare $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

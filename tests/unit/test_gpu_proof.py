@@ -1,0 +1,221 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The GPU proof kit's pure parts (tools/gpu-proof/gpuproof): launch rewriting, recaps, wheel tags,
+the library closure, the size limits, the record and its Markdown. The kit end to end (prepare,
+then a dry run in a simulated dGPU host) is tests/integration/test_gpu_proof_kit.py."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tools" / "gpu-proof"))
+
+from gpuproof import carry, machine  # noqa: E402
+from gpuproof.kit import recap  # noqa: E402
+from gpuproof.launch import unhidden_launch  # noqa: E402
+from gpuproof.record import Recorder, StepFailed, render_markdown, skipped  # noqa: E402
+
+CPU_SERVER_ARGV = [
+    "/opt/tritonserver/releases/2.51.0/bin/tritonserver",
+    "--model-repository=/srv/tritonfleet/models/current",
+    "--model-control-mode=explicit",
+    "--http-address=0.0.0.0",
+    "--http-port=8000",
+    "--grpc-address=0.0.0.0",
+    "--grpc-port=8001",
+    "--metrics-address=127.0.0.1",
+    "--metrics-port=8002",
+    "--pinned-memory-pool-byte-size=0",
+    "--cuda-memory-pool-byte-size=0:0",
+    "--allow-gpu-metrics=false",
+    "--enable-peer-access=false",
+    "--http-restricted-api=model-repository:tritonfleet-admin-key=s3cr3t",
+    "--grpc-restricted-protocol=model-repository:tritonfleet-admin-key=s3cr3t",
+    "--load-model=gpu_add",
+]
+CPU_SERVER_ENV = {"PATH": "/venv/bin:/usr/bin", "LD_LIBRARY_PATH": "/rel/lib", "CUDA_VISIBLE_DEVICES": ""}
+PORTS = {"http": 18000, "grpc": 18001, "metrics": 18002}
+
+
+def test_unhidden_launch_drops_only_device_options_and_the_key() -> None:
+    argv, env, dropped = unhidden_launch(CPU_SERVER_ARGV, CPU_SERVER_ENV, PORTS)
+    assert argv == [
+        CPU_SERVER_ARGV[0],
+        "--model-repository=/srv/tritonfleet/models/current",
+        "--model-control-mode=explicit",
+        "--http-address=127.0.0.1",
+        "--http-port=18000",
+        "--grpc-address=127.0.0.1",
+        "--grpc-port=18001",
+        "--metrics-address=127.0.0.1",
+        "--metrics-port=18002",
+        "--load-model=gpu_add",
+    ]
+    assert env == {"PATH": "/venv/bin:/usr/bin", "LD_LIBRARY_PATH": "/rel/lib"}
+    assert "--cuda-memory-pool-byte-size=0:0" in dropped
+    assert "CUDA_VISIBLE_DEVICES='' (environment)" in dropped
+    assert not any("s3cr3t" in item for item in [*argv, *dropped])
+
+
+def test_unhidden_launch_of_a_gpu_plan_server_changes_only_ports() -> None:
+    gpu_argv = [a for a in CPU_SERVER_ARGV if "pool" not in a and "gpu-metrics" not in a and "peer" not in a]
+    gpu_argv = [a for a in gpu_argv if "restricted" not in a]
+    argv, env, dropped = unhidden_launch(gpu_argv, {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, PORTS)
+    assert dropped == []
+    assert env == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    assert len(argv) == len(gpu_argv)
+
+
+def test_recap_reads_the_host_line() -> None:
+    out = "PLAY RECAP ***\nlocalhost                  : ok=31   changed=0    unreachable=0    failed=0    skipped=9\n"
+    assert recap(out) == {"changed": 0, "failed": 0}
+    assert recap("fatal: [localhost]: FAILED!") is None
+    assert recap(out.replace("localhost", "other")) is None
+
+
+@pytest.mark.parametrize(
+    ("filename", "python", "fits"),
+    [
+        ("numpy-1.26.4-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", "3.12", True),
+        ("numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", "3.12", False),
+        ("protobuf-6.33.6-cp39-abi3-manylinux2014_x86_64.whl", "3.12", True),
+        ("protobuf-6.33.6-cp313-abi3-manylinux2014_x86_64.whl", "3.12", False),
+        ("supervisor-4.3.0-py2.py3-none-any.whl", "3.11", True),
+        ("pyyaml-6.0.4-cp312-cp312-manylinux2014_aarch64.whl", "3.12", False),
+        ("numpy-1.26.4-cp312-cp312-win_amd64.whl", "3.12", False),
+        ("broken.whl", "3.12", False),
+    ],
+)
+def test_wheel_fits_the_target_python_on_linux_x86_64(filename: str, python: str, fits: bool) -> None:
+    assert carry.wheel_fits(filename, python) is fits
+
+
+def test_cached_wheel_needs_the_exact_version_and_tags(tmp_path: Path) -> None:
+    for name in ("MarkupSafe-3.0.4-cp311-cp311-manylinux2014_x86_64.whl", "markupsafe-3.0.40-py3-none-any.whl"):
+        (tmp_path / name).write_bytes(b"")
+    assert carry.cached_wheel(tmp_path, "MarkupSafe==3.0.4", "3.11").name.startswith("MarkupSafe-3.0.4-")
+    assert carry.cached_wheel(tmp_path, "MarkupSafe==3.0.4", "3.12") is None
+    assert carry.cached_wheel(tmp_path / "absent", "MarkupSafe==3.0.4", "3.11") is None
+
+
+def test_needed_closure_keeps_what_the_binaries_reach(tmp_path: Path) -> None:
+    graph = {"tritonserver": ["libtriton.so", "libc.so.6"], "libtriton.so": ["libcurl.so"], "libcurl.so": []}
+    for name in ("libtriton.so", "libcurl.so", "libpython3.13.so.1.0"):
+        (tmp_path / name).write_bytes(b"")
+    keep = carry.needed_closure([tmp_path / "tritonserver"], tmp_path, lambda path: graph.get(path.name, []))
+    assert keep == {"libtriton.so", "libcurl.so"}
+
+
+def test_requirement_pins_come_from_requirements_txt(tmp_path: Path) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# x\nansible-core==2.19.14\ntritonclient[grpc]==2.73.0\nruff==0.17.6\n")
+    assert carry.requirement_pins(requirements, ("ansible-core", "tritonclient")) == [
+        "ansible-core==2.19.14",
+        "tritonclient==2.73.0",
+    ]
+    with pytest.raises(carry.PrepareError, match="no pin for protobuf"):
+        carry.requirement_pins(requirements, ("protobuf",))
+
+
+def test_the_carried_numpy_is_inside_the_install_roles_runtime_spec() -> None:
+    pins = carry.runtime_pins()
+    assert carry.NUMPY in pins
+    assert "supervisor==" in " ".join(pins)
+
+
+def _manifest(total: int, travel: int) -> dict:
+    return {
+        "total_bytes": total,
+        "travel_bytes": travel,
+        "wheels": [{"file": "numpy.whl", "bytes": 18}],
+        "triton": {"file": carry.ARCHIVE_NAME, "bytes": 27},
+    }
+
+
+def test_check_limits_refuses_a_carry_folder_over_60_mib(tmp_path: Path) -> None:
+    (tmp_path / "big").write_bytes(b"\0" * 16)
+    carry.check_limits(_manifest(16, 1000), tmp_path)
+    with pytest.raises(carry.PrepareError, match="over the kit's limit") as err:
+        limited = carry.LIMIT_BYTES
+        try:
+            carry.LIMIT_BYTES = 15
+            carry.check_limits(_manifest(16, 1000), tmp_path)
+        finally:
+            carry.LIMIT_BYTES = limited
+    assert "numpy.whl 18" in str(err.value)
+    with pytest.raises(carry.PrepareError, match="64 MiB"):
+        carry.check_limits(_manifest(16, carry.TRAVEL_LIMIT_BYTES + 1), tmp_path)
+
+
+def test_loader_cache_and_preparations() -> None:
+    text = (
+        "3 libs found in cache\n"
+        "\tlibcuda.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcuda.so.1\n"
+        "\tlibcuda.so.1 (libc6) => /usr/lib/i386-linux-gnu/libcuda.so.1\n"
+        "\tlibpython3.12.so.1.0 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libpython3.12.so.1.0\n"
+    )
+    cache = machine.loader_cache(text)
+    assert cache == {
+        "libcuda.so.1": "/usr/lib/x86_64-linux-gnu/libcuda.so.1",
+        "libpython3.12.so.1.0": "/usr/lib/x86_64-linux-gnu/libpython3.12.so.1.0",
+    }
+    probe = {
+        "driver_libs": {
+            "libcuda.so.1": {"in_loader_cache": None, "outside_cache": "/usr/local/nvidia/lib64"},
+            "libnvidia-ml.so.1": {"in_loader_cache": "/x/libnvidia-ml.so.1", "outside_cache": None},
+        },
+        "libpython": {"soname": "libpython3.12.so.1.0", "outside_cache": None},
+    }
+    wanted = machine.loader_preparations(probe)
+    assert [d for d, _ in wanted] == ["/usr/local/nvidia/lib64"]
+    assert "env -i" in wanted[0][1]
+
+
+def test_find_outside_cache_only_when_the_cache_lacks_it(tmp_path: Path) -> None:
+    (tmp_path / "libpython3.12.so.1.0").write_bytes(b"")
+    assert machine.find_outside_cache("libpython3.12.so.1.0", {}, ["/nonexistent", str(tmp_path)]) == str(tmp_path)
+    assert machine.find_outside_cache("libpython3.12.so.1.0", {"libpython3.12.so.1.0": "/x"}, [str(tmp_path)]) is None
+
+
+def test_a_failing_step_is_recorded_and_the_next_one_runs(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path, dry_run=False, command="tools/gpu-proof/run")
+    with recorder.step("one", "fails with a reason") as step:
+        step.figure("bytes", 512 * 1024 * 1024, "bytes", "NVML")
+        raise StepFailed("the model did not load")
+    with recorder.step("two", "breaks in the kit's own code") as step:
+        raise KeyError("gpus")
+    with recorder.step("three", "needs a GPU", "dry run: needs a real GPU") as step:
+        assert skipped(step)
+    with recorder.step("four", "passes") as step:
+        step.note("fine")
+    recorder.finish()
+    record = json.loads((tmp_path / "gpu-proof.json").read_text())
+    assert [(s["name"], s["status"]) for s in record["steps"]] == [
+        ("one", "failed"),
+        ("two", "failed"),
+        ("three", "skipped"),
+        ("four", "passed"),
+    ]
+    assert record["steps"][0]["reason"] == "the model did not load"
+    assert "KeyError: 'gpus'" in record["steps"][1]["reason"]
+    assert record["figures"] == [
+        {"step": "one", "key": "bytes", "value": 536870912, "unit": "bytes", "source": "NVML", "evidence": True}
+    ]
+    summary = (tmp_path / "gpu-proof.md").read_text()
+    assert "| one | bytes | 536870912 (512 MiB) | bytes | NVML |" in summary
+    assert "### three: skipped" in summary
+    assert "DRY RUN" not in summary
+
+
+def test_a_dry_run_record_says_it_is_no_evidence(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path, dry_run=True, command="tools/gpu-proof/run --dry-run")
+    with recorder.step("unhidden", "memory with the GPUs visible") as step:
+        step.figure("server_bytes_total", 0, "bytes", "NVML per-process")
+    summary = render_markdown(recorder.record)
+    assert "DRY RUN" in summary and "Nothing here is GPU evidence" in summary
+    assert "NVML per-process (dry run)" in summary
+    assert recorder.record["figures"][0]["evidence"] is False
