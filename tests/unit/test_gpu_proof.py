@@ -15,20 +15,16 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools" / "gpu-proof"))
 
 from gpuproof import carry, machine  # noqa: E402
-from gpuproof.kit import recap  # noqa: E402
+from gpuproof.kit import main, recap  # noqa: E402
 from gpuproof.launch import unhidden_launch  # noqa: E402
 from gpuproof.record import Recorder, StepFailed, render_markdown, skipped  # noqa: E402
 
+ENDPOINTS = (("http", "0.0.0.0", 8000), ("grpc", "0.0.0.0", 8001), ("metrics", "127.0.0.1", 8002))
 CPU_SERVER_ARGV = [
     "/opt/tritonserver/releases/2.51.0/bin/tritonserver",
     "--model-repository=/srv/tritonfleet/models/current",
     "--model-control-mode=explicit",
-    "--http-address=0.0.0.0",
-    "--http-port=8000",
-    "--grpc-address=0.0.0.0",
-    "--grpc-port=8001",
-    "--metrics-address=127.0.0.1",
-    "--metrics-port=8002",
+    *[arg for name, address, port in ENDPOINTS for arg in (f"--{name}-address={address}", f"--{name}-port={port}")],
     "--pinned-memory-pool-byte-size=0",
     "--cuda-memory-pool-byte-size=0:0",
     "--allow-gpu-metrics=false",
@@ -44,15 +40,8 @@ PORTS = {"http": 18000, "grpc": 18001, "metrics": 18002}
 def test_unhidden_launch_drops_only_device_options_and_the_key() -> None:
     argv, env, dropped = unhidden_launch(CPU_SERVER_ARGV, CPU_SERVER_ENV, PORTS)
     assert argv == [
-        CPU_SERVER_ARGV[0],
-        "--model-repository=/srv/tritonfleet/models/current",
-        "--model-control-mode=explicit",
-        "--http-address=127.0.0.1",
-        "--http-port=18000",
-        "--grpc-address=127.0.0.1",
-        "--grpc-port=18001",
-        "--metrics-address=127.0.0.1",
-        "--metrics-port=18002",
+        *CPU_SERVER_ARGV[:3],
+        *[arg for name, port in PORTS.items() for arg in (f"--{name}-address=127.0.0.1", f"--{name}-port={port}")],
         "--load-model=gpu_add",
     ]
     assert env == {"PATH": "/venv/bin:/usr/bin", "LD_LIBRARY_PATH": "/rel/lib"}
@@ -219,3 +208,18 @@ def test_a_dry_run_record_says_it_is_no_evidence(tmp_path: Path) -> None:
     assert "DRY RUN" in summary and "Nothing here is GPU evidence" in summary
     assert "NVML per-process (dry run)" in summary
     assert recorder.record["figures"][0]["evidence"] is False
+
+
+def test_run_needs_an_output_folder(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("OUT", raising=False)
+    assert main(["--dry-run"]) == 2
+    assert "no output folder" in capsys.readouterr().err
+
+
+def test_run_never_empties_a_folder_that_is_not_its_own(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "keep.txt").write_text("mine")
+    assert main(["--out", str(tmp_path / "out"), "--work", str(work), "--dry-run"]) == 2
+    assert (work / "keep.txt").read_text() == "mine"
+    assert "is not the kit's" in capsys.readouterr().err

@@ -173,11 +173,8 @@ def download(pins: list[str], directory: Path, python: str) -> list[Path]:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def needed_closure(roots: Iterable[Path], lib_dir: Path, needed: Any) -> set[str]:

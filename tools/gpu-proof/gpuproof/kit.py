@@ -26,7 +26,6 @@ the steps that need a GPU and says so; its figures are marked as no evidence.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuproof import REPO, machine
+from gpuproof.carry import sha256_of, tree_digest
 from gpuproof.embedded import EMBEDDED_MODEL, step_embedded
 from gpuproof.gpus import memory_of, snapshot
 from gpuproof.launch import unhidden_launch
@@ -182,15 +182,11 @@ class Kit:
             self.manifest = json.loads(manifest_path.read_text())
             self.rec.record["carry"] = {k: v for k, v in self.manifest.items() if k != "tree"}
             files = self.manifest["tree"]["files"]
-            digest = hashlib.sha256()
-            for name in files:
-                path = REPO / name
-                content = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
-                digest.update(f"{name} {content}\n".encode())
+            digest = tree_digest(REPO, files)
             self.rec.record["tree"] = {
                 "files": len(files),
-                "digest": digest.hexdigest(),
-                "matches_carry": digest.hexdigest() == self.manifest["tree"]["digest"],
+                "digest": digest,
+                "matches_carry": digest == self.manifest["tree"]["digest"],
             }
         self.probe = machine.probe()
         self.rec.record["machine"] = self.probe
@@ -330,7 +326,7 @@ class Kit:
         with tarfile.open(tarball, "w") as tar:
             tar.add(unpacked / "tritonserver", arcname="tritonserver")
         shutil.rmtree(unpacked)
-        digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+        digest = sha256_of(tarball)
         step.figure("release_tarball_seconds", round(time.monotonic() - started, 2), "s", "unpack xz, add stub, tar")
         step.figure("python_backend_stub", stub_version(), "version", "the kit's Python")
         return tarball, digest
@@ -400,6 +396,8 @@ class Kit:
     def step_site(self, step: Step, gpu: bool, again: bool = False) -> None:
         expected = {**self.expected, MODEL: {"OUTPUT0": EXPECTED_OUTPUT0, "DEVICE_ID": [0 if gpu else -1]}}
         extra = {"triton_enable_gpu": gpu, "triton_verify_expected_outputs": expected}
+        # A report left by the previous site run must not pass for this one's.
+        shutil.rmtree(self.work / "reports", ignore_errors=True)
         rc, output = self.playbook(step, REPO / "playbooks" / "site.yml", extra, 300)
         self.server_log(step)
         totals = recap(output)
@@ -471,13 +469,20 @@ class Kit:
 
     def step_unhidden(self, step: Step) -> None:
         server_now = self.running_server("starting the server again with its GPUs visible")
-        new_argv, new_env, dropped = unhidden_launch(server_now["argv"], server_now["env"], UNHIDDEN_PORTS)
+        # DCGM, behind Triton's GPU metrics, hangs the server's start on the test-only libnvidia-ml.
+        keep = ("--allow-gpu-metrics",) if self.dry_run else ()
+        new_argv, new_env, dropped = unhidden_launch(server_now["argv"], server_now["env"], UNHIDDEN_PORTS, keep)
         step.note(f"started again without: {', '.join(dropped) or 'nothing (no device options were set)'}")
+        if keep:
+            step.note(
+                "dry run: GPU metrics stay off: with them on, the server hung after loading its models, before "
+                "its HTTP service (they start DCGM, which the test-only libnvidia-ml does not serve)"
+            )
         log = self.logs / f"{step.name}-tritonserver.log"
         shown = quoted(new_argv) + f"  (as uid {server_now['uid']}, environment {sorted(new_env)})"
         server = Server(new_argv, new_env, log, server_now["uid"], server_now["gid"])
         try:
-            ready = wait_ready(f"http://127.0.0.1:{UNHIDDEN_PORTS['http']}", server.proc, self.timeout(120))
+            ready = wait_ready(f"http://127.0.0.1:{UNHIDDEN_PORTS['http']}", server.proc, self.timeout(90))
             step.figure("ready_seconds", ready, "s", "GET /v2/health/ready")
             if ready is None:
                 raise StepFailed(f"the server with its GPUs visible did not become ready (log: {log.name})")
@@ -542,7 +547,11 @@ class Kit:
     def run(self) -> int:
         marker = self.work / ".gpu-proof-work"
         if self.work.exists() and not marker.exists():
-            print(f"run: {self.work} exists and is not the kit's scratch folder; pass another --work", file=sys.stderr)
+            print(
+                f"run: the scratch folder {self.work} exists and is not the kit's (no {marker.name} in it). The kit "
+                "empties its scratch folder at the start of a run. Pass --work with a new or earlier kit folder.",
+                file=sys.stderr,
+            )
             return 2
         shutil.rmtree(self.work, ignore_errors=True)
         self.logs.mkdir(parents=True)
@@ -581,5 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     recorder = Recorder(Path(args.out), args.dry_run, quoted(["tools/gpu-proof/run", *(argv or sys.argv[1:])]))
     code = Kit(args, recorder).run()
-    print((Path(args.out) / "gpu-proof.md").read_text(), flush=True)
+    summary = Path(args.out) / "gpu-proof.md"
+    if summary.is_file():
+        print(summary.read_text(), flush=True)
     return code

@@ -19,19 +19,19 @@ SECRET_FLAGS = ("--http-restricted-api", "--grpc-restricted-protocol")
 
 
 def unhidden_launch(
-    argv: Sequence[str], env: Mapping[str, str], ports: Mapping[str, int]
+    argv: Sequence[str], env: Mapping[str, str], ports: Mapping[str, int], keep: Sequence[str] = ()
 ) -> tuple[list[str], dict[str, str], list[str]]:
     """The same server with its GPUs visible and default pools, on ``ports`` (loopback).
 
-    Drops the device options (``DEVICE_FLAGS``) and variables (``DEVICE_ENV``) and the options
-    holding the API key; everything else (binary, repository, models, backend directory) stays.
-    Returns (argv, env, what was dropped, the key shown as withheld).
+    Drops the device options (``DEVICE_FLAGS`` but those in ``keep``) and variables
+    (``DEVICE_ENV``) and the options holding the API key; everything else (binary, repository,
+    models, backend directory) stays. Returns (argv, env, what was dropped, the key shown as withheld).
     """
     out: list[str] = []
     dropped: list[str] = []
     for arg in argv:
         name, sep, _ = arg.partition("=")
-        if sep and name in DEVICE_FLAGS:
+        if sep and name in DEVICE_FLAGS and name not in keep:
             dropped.append(arg)
         elif sep and name in SECRET_FLAGS:
             dropped.append(f"{name}=(key withheld)")
