@@ -234,11 +234,8 @@ def test_dry_run_cpu_plan_serves_on_the_cpu_at_zero_bytes(dry_run: dict[str, Any
     assert site["outputs_ok"] is True
     assert site["server_gpu_memory_measured"] is True and site["server_gpu_memory_bytes"] == 0
     assert site["server_and_stubs_measured"] is True and site["server_and_stubs_bytes_total"] == 0
-    nvml = json.loads(
-        tarfile.open(dry_run["out"] / "gpu-proof-logs.tar.gz")
-        .extractfile("gpu-proof/logs/site_cpu-server_and_stubs-nvml.json")
-        .read()
-    )
+    with tarfile.open(dry_run["out"] / "gpu-proof-logs.tar.gz") as logs:
+        nvml = json.loads(logs.extractfile("gpu-proof/logs/site_cpu-server_and_stubs-nvml.json").read())
     assert nvml["read"] is True
     assert [(g["name"], g["memory_total_bytes"]) for g in nvml["gpus"]] == [("NVIDIA H200", 143771 * 1024 * 1024)]
     unhidden = figures(record, "unhidden")
