@@ -121,7 +121,7 @@ def dry_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             ssh_argv(inventory, HOST, command), capture_output=True, text=True, timeout=1500, check=False
         )
         after = subprocess.run(
-            ssh_argv(inventory, HOST, "pgrep -c tritonserver; pgrep -c -f embedded_app"),
+            ssh_argv(inventory, HOST, "pgrep -c tritonserver; pgrep -c -f '[e]mbedded_app'"),
             capture_output=True,
             text=True,
             timeout=60,

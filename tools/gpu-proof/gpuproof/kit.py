@@ -413,6 +413,9 @@ class Kit:
         model = model_entry(report, MODEL)
         source = "verify.json (the server's effective config, GET /v2/models/gpu_add/config)"
         step.figure("verdict", report["verdict"], "text", "verify.json")
+        server = report.get("server") or {}
+        step.figure("server_version", server.get("version"), "version", "verify.json (GET /v2)")
+        step.figure("server_extensions", server.get("extensions"), "list", "verify.json (GET /v2)")
         step.figure("instance_groups", model.get("instance_groups"), "list", source)
         step.figure("outputs_ok", model.get("outputs_ok"), "bool", "verify.json smoke inference (DEVICE_ID checked)")
         memory = report.get("gpu_memory") or {}

@@ -37,6 +37,7 @@ TOOLS = (
     "gcc",
     "cc",
     "nvcc",
+    "make",
     "nvidia-smi",
     "xz",
     "tar",
