@@ -128,6 +128,9 @@ def dry_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             check=False,
         )
         record = json.loads((out / "gpu-proof.json").read_text()) if (out / "gpu-proof.json").is_file() else None
+        if (out / "gpu-proof.md").is_file():
+            # Kept for a look after the test (tests/.work is ignored).
+            shutil.copy2(out / "gpu-proof.md", WORK / "last-dry-run.md")
         yield {"rc": run.returncode, "output": run.stdout + run.stderr, "out": out, "record": record, "after": after}
     finally:
         fleet.down()

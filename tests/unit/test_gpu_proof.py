@@ -108,6 +108,7 @@ def test_requirement_pins_come_from_requirements_txt(tmp_path: Path) -> None:
     ]
     with pytest.raises(carry.PrepareError, match="no pin for protobuf"):
         carry.requirement_pins(requirements, ("protobuf",))
+    assert carry.requirement_pins(requirements, ("protobuf",), required=False) == []
 
 
 def test_the_carried_numpy_is_inside_the_install_roles_runtime_spec() -> None:

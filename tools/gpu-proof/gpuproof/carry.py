@@ -52,6 +52,8 @@ STUB_VERSIONS = ("3.11", "3.12")
 ARCHIVE_FORMAT = 1
 # Controller-side packages pinned in requirements.txt (their pins are read from there).
 REQUIREMENTS_PINNED = ("ansible-core", "Jinja2", "protobuf", "tritonclient")
+# Carried when requirements.txt pins it: the app check of the embedding work reads ELF with it.
+REQUIREMENTS_OPTIONAL = ("pyelftools",)
 # ansible-core's and Jinja2's own needs, at the versions requirements.txt resolves to. Not
 # cryptography: only ansible-vault needs it, and the GPU machine's image lacks it.
 CONTROLLER_EXTRA = ("MarkupSafe==3.0.4", "PyYAML==6.0.4", "packaging==26.4", "resolvelib==1.2.1")
@@ -70,8 +72,11 @@ def _log(message: str) -> None:
     print(f"[prepare] {message}", flush=True)
 
 
-def requirement_pins(requirements: Path, names: Iterable[str]) -> list[str]:
-    """The ``name==version`` lines of ``requirements`` for ``names`` (extras dropped: --no-deps)."""
+def requirement_pins(requirements: Path, names: Iterable[str], required: bool = True) -> list[str]:
+    """The ``name==version`` lines of ``requirements`` for ``names`` (extras dropped: --no-deps).
+
+    With ``required`` false, names that have no pin are left out instead of refused.
+    """
     wanted = {n.lower() for n in names}
     pins = []
     for line in requirements.read_text().splitlines():
@@ -79,7 +84,7 @@ def requirement_pins(requirements: Path, names: Iterable[str]) -> list[str]:
         if match and match.group(1).lower() in wanted:
             pins.append(f"{match.group(1)}=={match.group(3)}")
     missing = wanted - {p.split("==")[0].lower() for p in pins}
-    if missing:
+    if missing and required:
         raise PrepareError(
             f"requirements.txt has no pin for {', '.join(sorted(missing))} (read {requirements}). "
             "The kit carries the controller packages at the project's pins. Pin them there."
@@ -284,7 +289,11 @@ def prepare(dest: Path, cache: Path, python: str) -> dict[str, Any]:
     from support.triton_dist import pytriton_wheel, unpacked_wheel
 
     controller = download(
-        [*requirement_pins(REPO / "requirements.txt", REQUIREMENTS_PINNED), *CONTROLLER_EXTRA],
+        [
+            *requirement_pins(REPO / "requirements.txt", REQUIREMENTS_PINNED),
+            *requirement_pins(REPO / "requirements.txt", REQUIREMENTS_OPTIONAL, required=False),
+            *CONTROLLER_EXTRA,
+        ],
         cache / f"wheels-cp{python.replace('.', '')}",
         python,
     )

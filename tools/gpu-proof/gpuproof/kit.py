@@ -243,6 +243,7 @@ class Kit:
             "triton_server_check": triton_server_check,
         }
         step.figure("ansible_core", ansible.__version__, "version", f"{self.site} (carried wheel)")
+        step.figure("packages", self.package_versions(), "dict", f"importlib.metadata, {self.site} first")
         tarball, sha256 = self.release_tarball(step)
         models = self.models_source()
         base = self.probe["python_base"]
@@ -281,6 +282,19 @@ class Kit:
             EMBEDDED_MODEL: local["all"]["hosts"]["localhost"]["triton_verify_expected_outputs"][EMBEDDED_MODEL]
         }
         return models
+
+    @staticmethod
+    def package_versions() -> dict[str, str | None]:
+        """Versions of what the kit's Python imports for tritonfleet: carried, or the machine's own."""
+        from importlib import metadata
+
+        versions: dict[str, str | None] = {}
+        for name in ("ansible-core", "Jinja2", "PyYAML", "protobuf", "tritonclient", "nvidia-ml-py", "requests"):
+            try:
+                versions[name] = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                versions[name] = None
+        return versions
 
     def clean_env(self) -> dict[str, str]:
         """The caller's environment without pip settings (this machine's pip config points elsewhere)."""
