@@ -6,9 +6,11 @@
 2. ``tools/gpu-proof/run --dry-run`` runs inside a simulated dGPU host (tests/fleet) whose
    test-only ``libnvidia-ml.so.1`` describes one NVIDIA H200 with driver 580: real host facts
    through that library, the real plan, real ``site.yml`` on the CPU plan with a real
-   tritonserver, the server started again with its GPUs visible, NVML readings through the
-   library, ``remove.yml``. The carry folder for it is prepared for this machine's Python 3.11.
-   The steps that need a GPU are skipped and say so; no figure claims to be evidence.
+   tritonserver, the server started again with its GPUs visible, the embedding step (the
+   in-process probe and the example's honest variant on the CPU plan, the hard-coded-GPU variant
+   checked from its file), NVML readings through the library, ``remove.yml``. The carry folder
+   for it is prepared for this machine's Python 3.11. The steps that need a GPU are skipped and
+   say so; no figure claims to be evidence.
 """
 
 from __future__ import annotations
@@ -198,7 +200,7 @@ def test_dry_run_records_every_step_and_fails_none(dry_run: dict[str, Any]) -> N
         "embedded",
         "remove",
     ]
-    for name in ("machine", "install", "facts", "capture", "site_cpu", "unhidden", "remove"):
+    for name in ("machine", "install", "facts", "capture", "site_cpu", "unhidden", "embedded", "remove"):
         assert statuses[name] == "passed", name
 
 
@@ -227,6 +229,14 @@ def test_dry_run_reads_the_gpu_through_nvml_and_plans_it(dry_run: dict[str, Any]
     assert host["reasons"]
     assert (plan["release"], plan["server_version"]) == ("24.10", "2.51.0")
     assert plan["enable_gpu"] is True and plan["instance_kind"] == "KIND_GPU" and plan["gpu_ids"] == [0]
+    facts = figures(record, "facts")
+    assert facts["plan_runtime_env"] == plan["runtime"]["env"] == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    # The container method's view of the host is recorded, whatever it finds (docs/containers.md).
+    assert facts["container_engines"] == [
+        {k: e.get(k) for k in ("name", "path", "version", "runtime", "cgroup_manager", "can_run", "problems")}
+        for e in host["container_engines"]
+    ]
+    assert "podman" in record["machine"]["tools"] and "nvidia-ctk" in record["machine"]["tools"]
 
 
 def test_dry_run_cpu_plan_serves_on_the_cpu_at_zero_bytes(dry_run: dict[str, Any]) -> None:
@@ -243,6 +253,9 @@ def test_dry_run_cpu_plan_serves_on_the_cpu_at_zero_bytes(dry_run: dict[str, Any
     assert [(g["name"], g["memory_total_bytes"]) for g in nvml["gpus"]] == [("NVIDIA H200", 143771 * 1024 * 1024)]
     unhidden = figures(record, "unhidden")
     assert unhidden["ready_seconds"] is not None and unhidden["server_and_stubs_measured"] is True
+    # What the kit dropped is the CPU plan's runtime section, read from the plan.
+    assert unhidden["plan_env"] == {"CUDA_VISIBLE_DEVICES": ""}
+    assert "--pinned-memory-pool-byte-size=0" in unhidden["plan_server_args"]
     notes = " ".join(steps(record)["unhidden"]["notes"])
     assert "--pinned-memory-pool-byte-size=0" in notes and "CUDA_VISIBLE_DEVICES" in notes
     assert "(key withheld)" in notes
@@ -262,13 +275,23 @@ def test_dry_run_leaves_nothing_running_and_fits_the_device_tool(dry_run: dict[s
 
 def test_dry_run_embedding_example(dry_run: dict[str, Any]) -> None:
     step = steps(dry_run["record"])["embedded"]
-    if not (REPO / "examples" / "embedded_app" / "Makefile").is_file():
-        assert step["status"] == "skipped" and "not in this tree" in step["reason"]
-        return
     assert step["status"] == "passed", step["reason"]
     embedded = figures(dry_run["record"], "embedded")
+    # The in-process probe of the CPU plan's repository: every model on the CPU, 0 bytes, no findings.
+    assert embedded["probe_ran"] is True
+    assert {name: [g["kind"] for g in groups] for name, groups in embedded["probe_instance_groups"].items()} == {
+        "add_sub": ["KIND_CPU"],
+        "gpu_add": ["KIND_CPU"],
+    }
+    assert embedded["probe_findings"] == []
+    assert embedded["probe_gpu_memory_measured"] is True and embedded["probe_gpu_memory_bytes"] == 0
     assert embedded["honest_gpu_memory_measured"] is True and embedded["honest_gpu_memory_bytes"] == 0
     assert embedded["honest_exit_status"] == 0
     assert not any(f.startswith("error") for f in embedded["honest_app_check_findings"])
     assert any(f.startswith("error") for f in embedded["gpu_app_check_findings"])
     assert "gpu_exit_status" not in embedded, "the hard-coded-GPU variant is not run without a GPU"
+    with tarfile.open(dry_run["out"] / "gpu-proof-logs.tar.gz") as logs:
+        honest = json.loads(logs.extractfile("gpu-proof/logs/embedded-honest-app-check.json").read())
+    # The honest variant ran with exactly the CPU plan's device variables and options.
+    assert honest["environment_source"].startswith("/proc/") and honest["environment"]["CUDA_VISIBLE_DEVICES"] == ""
+    assert honest["process"]["found"] is True

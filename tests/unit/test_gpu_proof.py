@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from ansible.module_utils.triton_service import server_argv, server_env
+from support.plans import make_plan
+from test_triton_compat import PLAN_TABLE
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools" / "gpu-proof"))
@@ -19,44 +22,75 @@ from gpuproof.kit import main, recap  # noqa: E402
 from gpuproof.launch import unhidden_launch  # noqa: E402
 from gpuproof.record import Recorder, StepFailed, render_markdown, skipped  # noqa: E402
 
-ENDPOINTS = (("http", "0.0.0.0", 8000), ("grpc", "0.0.0.0", 8001), ("metrics", "127.0.0.1", 8002))
-CPU_SERVER_ARGV = [
-    "/opt/tritonserver/releases/2.51.0/bin/tritonserver",
-    "--model-repository=/srv/tritonfleet/models/current",
-    "--model-control-mode=explicit",
-    *[arg for name, address, port in ENDPOINTS for arg in (f"--{name}-address={address}", f"--{name}-port={port}")],
-    "--pinned-memory-pool-byte-size=0",
-    "--cuda-memory-pool-byte-size=0:0",
-    "--allow-gpu-metrics=false",
-    "--enable-peer-access=false",
+PORTS = {"http": 18000, "grpc": 18001, "metrics": 18002}
+SERVICE_OPTIONS = {
+    "release_dir": "/opt/tritonserver/releases/2.51.0",
+    "model_repository": "/srv/tritonfleet/models/current",
+    "state_dir": "/var/lib/tritonfleet",
+    "http_address": "0.0.0.0",
+    "http_port": 8000,
+    "grpc_address": "0.0.0.0",
+    "grpc_port": 8001,
+    "metrics_address": "127.0.0.1",
+    "metrics_port": 8002,
+    "auto_complete_config": False,
+    "extra_args": [],
+}
+KEY_ARGS = [
     "--http-restricted-api=model-repository:tritonfleet-admin-key=s3cr3t",
     "--grpc-restricted-protocol=model-repository:tritonfleet-admin-key=s3cr3t",
     "--load-model=gpu_add",
 ]
-CPU_SERVER_ENV = {"PATH": "/venv/bin:/usr/bin", "LD_LIBRARY_PATH": "/rel/lib", "CUDA_VISIBLE_DEVICES": ""}
-PORTS = {"http": 18000, "grpc": 18001, "metrics": 18002}
 
 
-def test_unhidden_launch_drops_only_device_options_and_the_key() -> None:
-    argv, env, dropped = unhidden_launch(CPU_SERVER_ARGV, CPU_SERVER_ENV, PORTS)
-    assert argv == [
-        *CPU_SERVER_ARGV[:3],
-        *[arg for name, port in PORTS.items() for arg in (f"--{name}-address=127.0.0.1", f"--{name}-port={port}")],
-        "--load-model=gpu_add",
-    ]
-    assert env == {"PATH": "/venv/bin:/usr/bin", "LD_LIBRARY_PATH": "/rel/lib"}
-    assert "--cuda-memory-pool-byte-size=0:0" in dropped
-    assert "CUDA_VISIBLE_DEVICES='' (environment)" in dropped
-    assert not any("s3cr3t" in item for item in [*argv, *dropped])
+def _served(plan: dict) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment the service gives the server for ``plan`` (and the key, models)."""
+    manifest = {"server_version": "2.51.0", "gpu_build": True, "python_bin_dir": "/venv/bin"}
+    return [*server_argv(plan, SERVICE_OPTIONS), *KEY_ARGS], server_env(plan, manifest, SERVICE_OPTIONS)
 
 
-def test_unhidden_launch_of_a_gpu_plan_server_changes_only_ports() -> None:
-    gpu_argv = [a for a in CPU_SERVER_ARGV if "pool" not in a and "gpu-metrics" not in a and "peer" not in a]
-    gpu_argv = [a for a in gpu_argv if "restricted" not in a]
-    argv, env, dropped = unhidden_launch(gpu_argv, {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, PORTS)
-    assert dropped == []
-    assert env == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
-    assert len(argv) == len(gpu_argv)
+@pytest.fixture(params=[pytest.param(case, id=case[0]) for case in PLAN_TABLE])
+def plan(request) -> dict:
+    _id, host_fn, release, method, kwargs, _expected = request.param
+    return make_plan(host_fn(), release, method, **kwargs)
+
+
+def test_unhidden_launch_drops_exactly_what_the_plans_runtime_adds(plan: dict) -> None:
+    runtime = plan["runtime"]
+    argv, env = _served(plan)
+    launch = unhidden_launch(argv, env, runtime, PORTS)
+    assert launch["missing"] == []
+    # The server as the service starts it for a plan without device options, on the kit's ports.
+    loopback = {
+        f"{name}_{key}": value
+        for name, port in PORTS.items()
+        for key, value in (("address", "127.0.0.1"), ("port", port))
+    }
+    bare = {**plan, "runtime": {**runtime, "server_args": []}}
+    assert launch["argv"] == [*server_argv(bare, {**SERVICE_OPTIONS, **loopback}), "--load-model=gpu_add"]
+    assert launch["env"] == {k: v for k, v in env.items() if k not in runtime["env"]}
+    assert set(runtime["server_args"]) <= set(launch["dropped"])
+    assert not any("s3cr3t" in item for item in [*launch["argv"], *launch["dropped"]])
+
+
+def test_unhidden_launch_of_a_cpu_plan_shows_the_gpus_and_default_pools() -> None:
+    cpu_plan = next(make_plan(c[1](), c[2], c[3], **c[4]) for c in PLAN_TABLE if c[0] == "dgpu-false-hides")
+    argv, env = _served(cpu_plan)
+    launch = unhidden_launch(argv, env, cpu_plan["runtime"], PORTS, keep=("--allow-gpu-metrics",))
+    assert env["CUDA_VISIBLE_DEVICES"] == "" and "CUDA_VISIBLE_DEVICES" not in launch["env"]
+    assert "CUDA_VISIBLE_DEVICES='' (environment)" in launch["dropped"]
+    assert "--pinned-memory-pool-byte-size=0" in launch["dropped"]
+    assert "--allow-gpu-metrics=false" in launch["argv"], "kept when asked (the dry run's DCGM hang)"
+    assert not any(a.startswith(("--pinned-memory", "--cuda-memory", "--enable-peer")) for a in launch["argv"])
+
+
+def test_unhidden_launch_names_what_the_running_server_lacks() -> None:
+    cpu_plan = next(make_plan(c[1](), c[2], c[3], **c[4]) for c in PLAN_TABLE if c[0] == "dgpu-false-hides")
+    argv, env = _served(cpu_plan)
+    argv = [a for a in argv if not a.startswith("--pinned-memory-pool")]
+    del env["CUDA_VISIBLE_DEVICES"]
+    missing = unhidden_launch(argv, env, cpu_plan["runtime"], PORTS)["missing"]
+    assert missing == ["--pinned-memory-pool-byte-size=0", "CUDA_VISIBLE_DEVICES='' (environment)"]
 
 
 def test_recap_reads_the_host_line() -> None:
@@ -99,16 +133,28 @@ def test_needed_closure_keeps_what_the_binaries_reach(tmp_path: Path) -> None:
     assert keep == {"libtriton.so", "libcurl.so"}
 
 
-def test_requirement_pins_come_from_requirements_txt(tmp_path: Path) -> None:
+def test_requirement_pins_come_from_requirements_txt_and_its_includes(tmp_path: Path) -> None:
     requirements = tmp_path / "requirements.txt"
-    requirements.write_text("# x\nansible-core==2.19.14\ntritonclient[grpc]==2.73.0\nruff==0.17.6\n")
-    assert carry.requirement_pins(requirements, ("ansible-core", "tritonclient")) == [
+    requirements.write_text("# x\n-r requirements-controller.txt\nruff==0.17.6\n")
+    (tmp_path / "requirements-controller.txt").write_text("ansible-core==2.19.14\ntritonclient[grpc]==2.73.0\n")
+    assert carry.requirement_pins(requirements, ("ansible-core", "tritonclient", "ruff")) == [
         "ansible-core==2.19.14",
         "tritonclient==2.73.0",
+        "ruff==0.17.6",
     ]
     with pytest.raises(carry.PrepareError, match="no pin for protobuf"):
         carry.requirement_pins(requirements, ("protobuf",))
-    assert carry.requirement_pins(requirements, ("protobuf",), required=False) == []
+
+
+def test_the_projects_requirements_pin_every_carried_controller_package() -> None:
+    pins = carry.requirement_pins(REPO / "requirements.txt", carry.REQUIREMENTS_PINNED)
+    assert [p.split("==")[0].lower() for p in pins] == [
+        "ansible-core",
+        "jinja2",
+        "protobuf",
+        "pyelftools",
+        "tritonclient",
+    ]
 
 
 def test_the_carried_numpy_is_inside_the_install_roles_runtime_spec() -> None:

@@ -12,13 +12,14 @@ Layout of the carry folder (default ``<repo>/.gpu-proof``, ignored by git)::
                                       stubs/3.X/triton_python_backend_stub; ``run`` puts the stub of the
                                       machine's Python into the release and hands it to the tarball method
 
-The release tree is laid out by the install role's own code (``stage_wheel_layout``: RPATHs into
-``lib/``) from the ``nvidia-pytriton==0.7.0`` wheel that tests/support/triton_dist.py caches, and
-``lib/`` keeps only the libraries the kept binaries need (DT_NEEDED closure): the wheel's bundled
-``libpython3.13`` (31 MB, only for the 3.13 stub) is the one it drops.
+The release tree is laid out by the install role's own code (``triton_server_layout.stage_wheel_layout``:
+RPATHs into ``lib/``, set by ``triton_elf``) from the ``nvidia-pytriton==0.7.0`` wheel that
+tests/support/triton_dist.py caches, and ``lib/`` keeps only the libraries the kept binaries
+need (DT_NEEDED closure): the wheel's bundled ``libpython3.13`` (31 MB, only for the 3.13 stub)
+is the one it drops.
 
 Downloads are cached under ``tests/.work/gpu-proof/`` (wheels by exact file, the archive by the
-wheel's fingerprint), so a second run needs no network.
+wheel's fingerprint and the layout code), so a second run needs no network.
 """
 
 from __future__ import annotations
@@ -49,11 +50,13 @@ SERVER_VERSION = "2.51.0"
 # 3.13 would need the wheel's bundled libpython3.13 (31 MB).
 STUB_VERSIONS = ("3.11", "3.12")
 # Bump when the archive's content rules change, so a cached archive is rebuilt.
-ARCHIVE_FORMAT = 1
-# Controller-side packages pinned in requirements.txt (their pins are read from there).
-REQUIREMENTS_PINNED = ("ansible-core", "Jinja2", "protobuf", "tritonclient")
-# Carried when requirements.txt pins it: the app check of the embedding work reads ELF with it.
-REQUIREMENTS_OPTIONAL = ("pyelftools",)
+ARCHIVE_FORMAT = 2
+# The project code that lays the archive out: a change to it rebuilds a cached archive too.
+LAYOUT_SOURCES = ("module_utils/triton_server_layout.py", "module_utils/triton_elf.py")
+# Controller-side packages pinned in requirements.txt (their pins are read from there and the
+# files it includes): pyelftools is what the app check of the embedding step reads ELF with.
+# Not nvidia-ml-py, requests or grpcio: the GPU machine's image has them (KINDS.md).
+REQUIREMENTS_PINNED = ("ansible-core", "Jinja2", "protobuf", "tritonclient", "pyelftools")
 # ansible-core's and Jinja2's own needs, at the versions requirements.txt resolves to. Not
 # cryptography: only ansible-vault needs it, and the GPU machine's image lacks it.
 CONTROLLER_EXTRA = ("MarkupSafe==3.0.4", "PyYAML==6.0.4", "packaging==26.4", "resolvelib==1.2.1")
@@ -72,22 +75,28 @@ def _log(message: str) -> None:
     print(f"[prepare] {message}", flush=True)
 
 
-def requirement_pins(requirements: Path, names: Iterable[str], required: bool = True) -> list[str]:
-    """The ``name==version`` lines of ``requirements`` for ``names`` (extras dropped: --no-deps).
+def requirement_lines(requirements: Path) -> list[str]:
+    """The lines of a requirements file with its ``-r`` / ``--requirement`` includes read in place."""
+    lines = []
+    for line in requirements.read_text().splitlines():
+        include = re.fullmatch(r"\s*(?:-r|--requirement)[\s=]+(\S+)\s*", line)
+        lines += requirement_lines(requirements.parent / include.group(1)) if include else [line]
+    return lines
 
-    With ``required`` false, names that have no pin are left out instead of refused.
-    """
+
+def requirement_pins(requirements: Path, names: Iterable[str]) -> list[str]:
+    """The ``name==version`` lines of ``requirements`` (includes read) for ``names`` (extras dropped: --no-deps)."""
     wanted = {n.lower() for n in names}
     pins = []
-    for line in requirements.read_text().splitlines():
+    for line in requirement_lines(requirements):
         match = re.fullmatch(r"\s*([A-Za-z0-9._-]+)(\[[^\]]*\])?==(\S+)\s*", line)
         if match and match.group(1).lower() in wanted:
             pins.append(f"{match.group(1)}=={match.group(3)}")
     missing = wanted - {p.split("==")[0].lower() for p in pins}
-    if missing and required:
+    if missing:
         raise PrepareError(
-            f"requirements.txt has no pin for {', '.join(sorted(missing))} (read {requirements}). "
-            "The kit carries the controller packages at the project's pins. Pin them there."
+            f"requirements.txt has no pin for {', '.join(sorted(missing))} (read {requirements} and the files it "
+            "includes with -r). The kit carries the controller packages at the project's pins. Pin them there."
         )
     return pins
 
@@ -194,27 +203,30 @@ def needed_closure(roots: Iterable[Path], lib_dir: Path, needed: Any) -> set[str
     return keep
 
 
-def build_tree(site: Path, stage: Path, install: Any) -> dict[str, Any]:
+def build_tree(site: Path, stage: Path) -> dict[str, Any]:
     """Lay the wheel's server out under ``stage`` (tritonserver/ + stubs/) and trim ``lib/``.
 
-    ``install`` is the project's ``module_utils.triton_install`` (its layout and ELF code).
+    The layout and the ELF edits are the install role's own (``triton_server_layout``, ``triton_elf``).
     """
+    from ansible.module_utils.triton_elf import elf_needed, set_elf_rpath
+    from ansible.module_utils.triton_server_layout import PYTHON_STUB, WHEEL_SERVER_DIR, stage_wheel_layout
+
     tree = stage / "tritonserver"
-    install.stage_wheel_layout(site, tree, STUB_VERSIONS[-1])
+    stage_wheel_layout(site, tree, STUB_VERSIONS[-1])
     # The stub travels beside the tree; run puts the one of the machine's Python into it.
-    (tree / "backends" / "python" / install.PYTHON_STUB).unlink()
+    (tree / "backends" / "python" / PYTHON_STUB).unlink()
     stubs = []
     for version in STUB_VERSIONS:
-        stub = stage / "stubs" / version / install.PYTHON_STUB
+        stub = stage / "stubs" / version / PYTHON_STUB
         stub.parent.mkdir(parents=True)
-        shutil.copy2(site / install.WHEEL_SERVER_DIR / "python_backend_stubs" / version / install.PYTHON_STUB, stub)
+        shutil.copy2(site / WHEEL_SERVER_DIR / "python_backend_stubs" / version / PYTHON_STUB, stub)
         # Its place in the release is backends/python/, two levels below the release root.
-        install.set_elf_rpath(stub, "$ORIGIN/../../lib")
+        set_elf_rpath(stub, "$ORIGIN/../../lib")
         stubs.append(stub)
     (tree / "TRITON_VERSION").write_text(SERVER_VERSION + "\n")
     lib = tree / "lib"
-    roots = [p for p in tree.rglob("*") if p.is_file() and lib not in p.parents and install.elf_needed(p)]
-    keep = needed_closure([*roots, *stubs], lib, install.elf_needed)
+    roots = [p for p in tree.rglob("*") if p.is_file() and lib not in p.parents and elf_needed(p)]
+    keep = needed_closure([*roots, *stubs], lib, elf_needed)
     dropped = sorted(p.name for p in lib.iterdir() if p.name not in keep)
     for name in dropped:
         (lib / name).unlink()
@@ -225,16 +237,17 @@ def build_tree(site: Path, stage: Path, install: Any) -> dict[str, Any]:
     }
 
 
-def build_archive(cache: Path, install: Any, wheel_site: Path, fingerprint: str) -> tuple[Path, dict[str, Any]]:
-    """The xz archive of the trimmed tree, cached by the wheel's fingerprint and the archive format."""
-    key = hashlib.sha256(f"{fingerprint} {ARCHIVE_FORMAT} {STUB_VERSIONS}".encode()).hexdigest()[:16]
+def build_archive(cache: Path, wheel_site: Path, fingerprint: str) -> tuple[Path, dict[str, Any]]:
+    """The xz archive of the trimmed tree, cached by the wheel's fingerprint, the format and the layout code."""
+    layout = " ".join(sha256_of(REPO / source) for source in LAYOUT_SOURCES)
+    key = hashlib.sha256(f"{fingerprint} {ARCHIVE_FORMAT} {STUB_VERSIONS} {layout}".encode()).hexdigest()[:16]
     archive = cache / f"triton-{key}.tar.xz"
     info_file = archive.with_suffix(".json")
     if archive.is_file() and info_file.is_file():
         return archive, json.loads(info_file.read_text())
     stage = cache / "triton-stage"
     shutil.rmtree(stage, ignore_errors=True)
-    info = build_tree(wheel_site, stage, install)
+    info = build_tree(wheel_site, stage)
     _log(f"compressing the release tree ({info['files']} files) with xz; this takes a minute or two")
     partial = archive.with_suffix(".partial")
     tar_path = cache / "triton-stage.tar"
@@ -285,13 +298,12 @@ def prepare(dest: Path, cache: Path, python: str) -> dict[str, Any]:
     import ansible.module_utils
 
     ansible.module_utils.__path__.append(str(REPO / "module_utils"))
-    from ansible.module_utils import triton_install as install
+    from ansible.module_utils.triton_server_layout import wheel_fingerprint
     from support.triton_dist import pytriton_wheel, unpacked_wheel
 
     controller = download(
         [
             *requirement_pins(REPO / "requirements.txt", REQUIREMENTS_PINNED),
-            *requirement_pins(REPO / "requirements.txt", REQUIREMENTS_OPTIONAL, required=False),
             *CONTROLLER_EXTRA,
         ],
         cache / f"wheels-cp{python.replace('.', '')}",
@@ -300,7 +312,7 @@ def prepare(dest: Path, cache: Path, python: str) -> dict[str, Any]:
     runtime = download(runtime_pins(), cache / f"wheels-cp{python.replace('.', '')}", python)
     wheel = pytriton_wheel()
     site = unpacked_wheel()
-    archive, archive_info = build_archive(cache, install, site, install.wheel_fingerprint(site))
+    archive, archive_info = build_archive(cache, site, wheel_fingerprint(site))
 
     shutil.rmtree(dest, ignore_errors=True)
     for group, wheels in (("controller", controller), ("runtime", runtime)):

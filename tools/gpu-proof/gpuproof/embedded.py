@@ -1,19 +1,23 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The ``embedded`` step: tritonfleet's embedding example (examples/embedded_app) on this host.
+"""The ``embedded`` step: Triton in-process on this host, against the CPU plan site_cpu verified.
 
-Both variants are built with the example's own Makefile against the installed release
-(``<install prefix>/current``, its ``lib/libtritonserver.so``) and run on the host's rendered
-model repository (``<models root>/current``, the CPU plan's release that site_cpu left):
+Three parts, each run on the host's rendered model repository (``<models root>/current``, the
+CPU plan's release that site_cpu left) through the installed release's ``libtritonserver``:
 
-- the honest variant with exactly the environment and device options tritonfleet gave the
-  CPU-plan server (read from the running server: the plan's runtime as applied): 0 bytes on
-  every GPU by NVML is the claim;
-- the hard-coded-GPU variant as the failing application ran, ignoring the plan: the same
-  options, the GPUs not hidden; its bytes are the figure, and the app check must name it.
+- the in-process probe (``module_utils/triton_app_probe.probe``, what verification runs for an
+  embedding application): every model loaded and inferred through the C API with the plan's
+  memory options, its own GPU memory by NVML, and its findings;
+- examples/embedded_app's honest variant, built with the example's own Makefile, started with
+  the environment the service gave the CPU-plan server and exactly the plan's device variables
+  (``plan.runtime.env``) and options (``plan.runtime.server_args``): 0 bytes on every GPU by
+  NVML is the claim;
+- its hard-coded-GPU variant as the failing application ran, ignoring the plan: the same
+  options, the plan's device variables left out (GPUs visible); its bytes are the figure, and
+  the app check must name it.
 
 The app check (``module_utils/triton_app_check.check_app``) judges each binary, and each running
-process, against the CPU plan verification recorded. On a dry run the hard-coded-GPU variant
-is built and checked from its file only: running it needs a GPU.
+process, against the CPU plan. On a dry run the hard-coded-GPU variant is built and checked
+from its file only: running it needs a GPU.
 """
 
 from __future__ import annotations
@@ -25,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuproof import REPO
-from gpuproof.launch import DEVICE_ENV, DEVICE_FLAGS
-from gpuproof.procs import Server, children_of, quoted, run, wait_for_line
+from gpuproof.procs import Server, quoted, run, wait_for_line
 from gpuproof.record import Step, StepFailed
 
 EXAMPLE = "examples/embedded_app"
@@ -34,6 +37,7 @@ EXAMPLE = "examples/embedded_app"
 EMBEDDED_MODEL = "add_sub"
 READY_TEXT = " ready"
 VARIANTS = ("honest", "gpu")
+PROBE_TIMEOUT_S = 120
 
 
 def app_argv(binary: Path, repository: Path, backends: Path, model: str, device_args: list[str]) -> list[str]:
@@ -49,26 +53,30 @@ def app_argv(binary: Path, repository: Path, backends: Path, model: str, device_
     ]
 
 
-def errors_of(check: dict[str, Any]) -> list[str]:
-    return [f"{f['code']}: {f['message']}" for f in check["findings"] if f["severity"] == "error"]
+def errors_of(result: dict[str, Any]) -> list[str]:
+    return [f"{f['code']}: {f['message']}" for f in result["findings"] if f["severity"] == "error"]
+
+
+def zero_on_every_gpu(memory: dict[str, Any] | None) -> bool:
+    return bool(memory and memory.get("measured") and memory.get("total_bytes") == 0 and not memory.get("gpus"))
 
 
 def app_check(kit: Any, step: Step, variant: str, binary: Path, pid: int | None, env: dict[str, str]) -> dict[str, Any]:
     """Run the app check on ``binary`` (and its process ``pid``); record its findings and bytes."""
     from ansible.module_utils.triton_app_check import check_app
+    from ansible.module_utils.triton_app_probe import descendants
 
     nvml, reason = kit.nvml()
-    release = Path(os.path.realpath(Path(kit.setting("triton_install_prefix", "triton_install")) / "current"))
     result = check_app(
         binary,
         pid,
         kit.cpu_plan,
         env,
         kit.host.get("gpus") or [],
-        str(release / "lib" / "libtritonserver.so"),
+        str(kit.release() / "lib" / "libtritonserver.so"),
         nvml,
         reason,
-        descendants=lambda p: [p, *children_of(p)],
+        descendants=lambda p: descendants(Path("/proc"), p),
     )
     (kit.logs / f"{step.name}-{variant}-app-check.json").write_text(json.dumps(result, indent=2, default=str))
     source = "triton_app_check" + (f" on pid {pid}" if pid else " on the binary only")
@@ -102,17 +110,71 @@ def run_variant(
     return check
 
 
+def run_probe(kit: Any, step: Step, repository: Path, env: dict[str, str]) -> dict[str, Any]:
+    """The in-process probe of the rendered repository with the CPU plan's options; record it."""
+    from ansible.module_utils.triton_app_probe import probe, probe_findings
+    from ansible.module_utils.triton_models_switch import release_models
+
+    release = kit.release()
+    models = release_models(repository)
+    groups_file = repository / "instance_groups.json"
+    expected_groups = json.loads(groups_file.read_text()) if groups_file.is_file() else None
+    nvml, reason = kit.nvml()
+    started = time.monotonic()
+    result = probe(
+        release,
+        release / "lib" / "libtritonserver.so",
+        json.loads((release / "manifest.json").read_text()),
+        kit.cpu_plan,
+        repository,
+        models,
+        nvml,
+        reason,
+        env,
+        timeout=kit.timeout(PROBE_TIMEOUT_S),
+    )
+    result["findings"] = probe_findings(result, kit.cpu_plan, expected_groups, kit.expected_outputs(gpu=False))
+    step.command(
+        f"triton_app_probe.probe({release}/lib/libtritonserver.so, {repository}, models {models}, CPU plan)",
+        0 if result["ran"] else 1,
+        time.monotonic() - started,
+        f"{step.name}-probe.json",
+        result.get("stderr_tail") or "",
+    )
+    (kit.logs / f"{step.name}-probe.json").write_text(json.dumps(result, indent=2, default=str))
+    source = "triton_app_probe (C API in-process, the CPU plan's memory options)"
+    step.figure("probe_ran", result["ran"], "bool", f"{source}: {result['reason'] or 'completed'}")
+    step.figure(
+        "probe_instance_groups",
+        {m["name"]: m.get("instance_groups") for m in result.get("models") or []},
+        "dict",
+        f"{source}, the config Triton completed",
+    )
+    step.figure("probe_findings", [f"{f['severity']} {f['code']}" for f in result["findings"]], "list", source)
+    memory = result.get("gpu_memory") or {}
+    step.figure("probe_gpu_memory_measured", memory.get("measured"), "bool", f"{source}: {memory.get('reason')}")
+    step.figure("probe_gpu_memory_bytes", memory.get("total_bytes"), "bytes", f"{source}, NVML per-process")
+    return result
+
+
 def step_embedded(kit: Any, step: Step) -> None:
     example = REPO / EXAMPLE
-    if not (example / "Makefile").is_file():
-        step.skip(f"{EXAMPLE} is not in this tree (the embedding example of issue 12 has not landed)")
-        return
-    if kit.cpu_plan is None:
-        raise StepFailed("site_cpu recorded no CPU plan (its verification report is missing): see site_cpu")
+    runtime = kit.cpu_runtime("the embedded step")
     server = kit.running_server("the embedded step")
-    release = Path(os.path.realpath(Path(kit.setting("triton_install_prefix", "triton_install")) / "current"))
-    repository = Path(kit.setting("triton_models_root", "triton_models")) / "current"
-    device_args = [a for a in server["argv"] if a.partition("=")[0] in DEVICE_FLAGS]
+    release = kit.release()
+    repository = Path(os.path.realpath(Path(kit.setting("triton_models_root", "triton_models")) / "current"))
+    plan_env = {str(k): str(v) for k, v in runtime["env"].items()}
+    # The service's own environment for Triton processes (PATH to the runtime venv, lib/, HOME),
+    # the device variables taken from the plan, not from the process.
+    base_env = {k: v for k, v in server["env"].items() if k not in plan_env}
+    honest_env = {**base_env, **plan_env}
+    device_args = [str(a) for a in runtime["server_args"]]
+    problems = []
+    probed = run_probe(kit, step, repository, honest_env)
+    if errors_of(probed):
+        problems.append(f"the in-process probe has error findings: {errors_of(probed)}")
+    if not zero_on_every_gpu(probed.get("gpu_memory")):
+        problems.append(f"the in-process probe is not at 0 bytes on every GPU: {probed.get('gpu_memory')}")
     binaries = {}
     for variant in VARIANTS:
         binaries[variant] = kit.work / "embedded" / f"embedded_app_{variant}"
@@ -126,21 +188,18 @@ def step_embedded(kit: Any, step: Step) -> None:
         )
         if rc != 0:
             raise StepFailed(f"the {variant} variant does not build against {release} (rc {rc})")
-    problems = []
     honest_argv = app_argv(binaries["honest"], repository, release / "backends", EMBEDDED_MODEL, device_args)
-    honest = run_variant(kit, step, "honest", binaries["honest"], honest_argv, server["env"])
-    memory = honest["gpu_memory"] or {}
+    honest = run_variant(kit, step, "honest", binaries["honest"], honest_argv, honest_env)
     if errors_of(honest):
         problems.append(f"the honest variant has error findings: {errors_of(honest)}")
-    if not (memory.get("measured") and memory.get("total_bytes") == 0 and not memory.get("gpus")):
-        problems.append(f"the honest variant is not at 0 bytes on every GPU: {memory}")
-    visible = {k: v for k, v in server["env"].items() if k not in DEVICE_ENV}
+    if not zero_on_every_gpu(honest["gpu_memory"]):
+        problems.append(f"the honest variant is not at 0 bytes on every GPU: {honest['gpu_memory']}")
     if kit.dry_run:
-        hardcoded = app_check(kit, step, "gpu", binaries["gpu"], None, visible)
+        hardcoded = app_check(kit, step, "gpu", binaries["gpu"], None, base_env)
         step.note("dry run: the hard-coded-GPU variant was checked from its file only (running it needs a GPU)")
     else:
         gpu_argv = app_argv(binaries["gpu"], repository, release / "backends", EMBEDDED_MODEL, device_args)
-        hardcoded = run_variant(kit, step, "gpu", binaries["gpu"], gpu_argv, visible)
+        hardcoded = run_variant(kit, step, "gpu", binaries["gpu"], gpu_argv, base_env)
         if not (hardcoded["gpu_memory"] or {}).get("total_bytes"):
             problems.append(f"the hard-coded-GPU variant holds no GPU memory by NVML: {hardcoded['gpu_memory']}")
     if not errors_of(hardcoded):

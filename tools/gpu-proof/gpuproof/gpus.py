@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gpuproof.procs import children_of, process_name
+from gpuproof.procs import process_name
 
 
 def loaded_library(fragment: str = "libnvidia-ml.so") -> str | None:
@@ -64,7 +64,9 @@ def snapshot(nvml: Any | None, reason: str | None) -> dict[str, Any]:
 
 def memory_of(measure: Any, nvml: Any | None, reason: str | None, pid: int) -> dict[str, Any]:
     """GPU memory of ``pid`` and its descendants, per GPU, by ``measure`` (measure_gpu_memory)."""
-    pids = [pid, *children_of(pid)]
+    from ansible.module_utils.triton_app_probe import descendants
+
+    pids = descendants(Path("/proc"), pid)
     result = measure(nvml, reason, pids)
     result["processes"] = [{"pid": p, "name": process_name(p)} for p in pids]
     return result

@@ -159,6 +159,14 @@ class Kit:
         step.figure(f"{label}_nvml_library", view["library"], "path", "/proc/self/maps after nvmlInit (kit)")
         return memory
 
+    def expected_outputs(self, gpu: bool) -> dict[str, Any]:
+        """What each model answers verification's generated inputs with, on a GPU or a CPU plan."""
+        return {**self.expected, MODEL: {"OUTPUT0": EXPECTED_OUTPUT0, "DEVICE_ID": [0 if gpu else -1]}}
+
+    def release(self) -> Path:
+        """The installed release (``<install prefix>/current``, resolved)."""
+        return Path(os.path.realpath(Path(self.setting("triton_install_prefix", "triton_install")) / "current"))
+
     def server_log(self, step: Step) -> None:
         """Copy the service's server log next to the step's logs."""
         log = Path(self.setting("triton_service_log_dir", "triton_service")) / "tritonserver.log"
@@ -390,10 +398,19 @@ class Kit:
                 source,
             )
         step.figure("reasons", self.host["reasons"], "list", source)
+        engines = [
+            {k: engine.get(k) for k in ("name", "path", "version", "runtime", "cgroup_manager", "can_run", "problems")}
+            for engine in self.host["container_engines"]
+        ]
+        step.figure("container_engines", engines, "list", f"{source}: what the container method would run")
+        step.figure("nvidia_container_runtime", self.host["nvidia_container_runtime"], "dict", source)
         plan_source = "triton_compat (ansible_facts.triton_plan), release 24.10"
         for key in ("enable_gpu", "instance_kind", "gpu_ids", "hide_gpus", "cuda_version", "min_driver_version"):
             step.figure(f"plan_{key}", self.plan.get(key), "plan", plan_source)
         step.figure("plan_notes", self.plan.get("notes"), "list", plan_source)
+        runtime = self.plan.get("runtime") or {}
+        for key in ("env", "server_args", "container_devices"):
+            step.figure(f"plan_runtime_{key}", runtime.get(key), "plan", plan_source + ", runtime section")
 
     def step_capture(self, step: Step) -> None:
         rc, _ = run(
@@ -408,8 +425,7 @@ class Kit:
             raise StepFailed(f"tools/capture_host.sh failed (rc {rc})")
 
     def step_site(self, step: Step, gpu: bool, again: bool = False) -> None:
-        expected = {**self.expected, MODEL: {"OUTPUT0": EXPECTED_OUTPUT0, "DEVICE_ID": [0 if gpu else -1]}}
-        extra = {"triton_enable_gpu": gpu, "triton_verify_expected_outputs": expected}
+        extra = {"triton_enable_gpu": gpu, "triton_verify_expected_outputs": self.expected_outputs(gpu)}
         # A report left by the previous site run must not pass for this one's.
         shutil.rmtree(self.work / "reports", ignore_errors=True)
         rc, output = self.playbook(step, REPO / "playbooks" / "site.yml", extra, 300)
@@ -484,11 +500,33 @@ class Kit:
             "gid": next(int(line.split()[1]) for line in status.splitlines() if line.startswith("Gid:")),
         }
 
+    def cpu_runtime(self, needed_by: str) -> Mapping[str, Any]:
+        """``runtime`` of the CPU plan site_cpu verified: the device options and variables, decided once."""
+        from ansible.module_utils.triton_runtime import RuntimeSectionError, plan_runtime
+
+        if self.cpu_plan is None:
+            raise StepFailed(
+                f"site_cpu recorded no CPU plan (its verification report is missing): {needed_by} needs it"
+            )
+        try:
+            return plan_runtime(self.cpu_plan, "the verification report of site_cpu")
+        except RuntimeSectionError as err:
+            raise StepFailed(str(err)) from err
+
     def step_unhidden(self, step: Step) -> None:
+        runtime = self.cpu_runtime("starting the server again with its GPUs visible")
         server_now = self.running_server("starting the server again with its GPUs visible")
         # DCGM, behind Triton's GPU metrics, hangs the server's start on the test-only libnvidia-ml.
         keep = ("--allow-gpu-metrics",) if self.dry_run else ()
-        new_argv, new_env, dropped = unhidden_launch(server_now["argv"], server_now["env"], UNHIDDEN_PORTS, keep)
+        launch = unhidden_launch(server_now["argv"], server_now["env"], runtime, UNHIDDEN_PORTS, keep)
+        new_argv, new_env, dropped = launch["argv"], launch["env"], launch["dropped"]
+        step.figure("plan_server_args", runtime["server_args"], "list", "plan.runtime.server_args (site_cpu's plan)")
+        step.figure("plan_env", runtime["env"], "dict", "plan.runtime.env (site_cpu's plan)")
+        if launch["missing"]:
+            raise StepFailed(
+                f"the CPU-plan server (pid {server_now['pid']}) runs without the plan's "
+                f"{', '.join(launch['missing'])}: it is not the server plan.runtime describes; see site_cpu"
+            )
         step.note(f"started again without: {', '.join(dropped) or 'nothing (no device options were set)'}")
         if keep:
             step.note(

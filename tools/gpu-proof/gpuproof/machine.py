@@ -42,6 +42,10 @@ TOOLS = (
     "xz",
     "tar",
     "git",
+    # The container method (docs/containers.md): engines and the NVIDIA toolkit's CDI generator.
+    "podman",
+    "docker",
+    "nvidia-ctk",
 )
 _LDCONFIG_LINE = re.compile(r"^\s*(\S+) \(([^)]*)\) => (\S+)$")
 

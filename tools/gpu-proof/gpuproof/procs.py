@@ -82,27 +82,6 @@ def run(
     return rc, output
 
 
-def children_of(pid: int, proc_root: Path = Path("/proc")) -> list[int]:
-    """Every descendant of ``pid`` (the python backend runs one stub process per model instance)."""
-    parents: dict[int, list[int]] = {}
-    for entry in proc_root.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name in parentheses may hold spaces; the fields after its last ")" do not.
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        parents.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        kids = parents.get(todo.pop(), [])
-        found += kids
-        todo += kids
-    return sorted(found)
-
-
 def process_name(pid: int, proc_root: Path = Path("/proc")) -> str | None:
     try:
         return (proc_root / str(pid) / "comm").read_text().strip()

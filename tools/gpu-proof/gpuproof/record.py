@@ -81,10 +81,6 @@ class Step:
     def note(self, text: str) -> None:
         self.entry["notes"].append(text)
 
-    def skip(self, reason: str) -> None:
-        """End the step as skipped: what it needs is not in this tree or on this machine."""
-        self.entry.update(status="skipped", reason=reason)
-
 
 class Recorder:
     """Holds the record and writes it to ``out_dir`` after each step."""
