@@ -13,6 +13,7 @@ import pytest
 from ansible.module_utils.triton_service import server_argv, server_env
 from support.plans import make_plan
 from test_triton_compat import PLAN_TABLE
+from test_triton_service import options
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools" / "gpu-proof"))
@@ -23,19 +24,6 @@ from gpuproof.launch import unhidden_launch  # noqa: E402
 from gpuproof.record import Recorder, StepFailed, render_markdown, skipped  # noqa: E402
 
 PORTS = {"http": 18000, "grpc": 18001, "metrics": 18002}
-SERVICE_OPTIONS = {
-    "release_dir": "/opt/tritonserver/releases/2.51.0",
-    "model_repository": "/srv/tritonfleet/models/current",
-    "state_dir": "/var/lib/tritonfleet",
-    "http_address": "0.0.0.0",
-    "http_port": 8000,
-    "grpc_address": "0.0.0.0",
-    "grpc_port": 8001,
-    "metrics_address": "127.0.0.1",
-    "metrics_port": 8002,
-    "auto_complete_config": False,
-    "extra_args": [],
-}
 KEY_ARGS = [
     "--http-restricted-api=model-repository:tritonfleet-admin-key=s3cr3t",
     "--grpc-restricted-protocol=model-repository:tritonfleet-admin-key=s3cr3t",
@@ -46,7 +34,7 @@ KEY_ARGS = [
 def _served(plan: dict) -> tuple[list[str], dict[str, str]]:
     """The command line and environment the service gives the server for ``plan`` (and the key, models)."""
     manifest = {"server_version": "2.51.0", "gpu_build": True, "python_bin_dir": "/venv/bin"}
-    return [*server_argv(plan, SERVICE_OPTIONS), *KEY_ARGS], server_env(plan, manifest, SERVICE_OPTIONS)
+    return [*server_argv(plan, options()), *KEY_ARGS], server_env(plan, manifest, options())
 
 
 @pytest.fixture(params=[pytest.param(case, id=case[0]) for case in PLAN_TABLE])
@@ -67,7 +55,7 @@ def test_unhidden_launch_drops_exactly_what_the_plans_runtime_adds(plan: dict) -
         for key, value in (("address", "127.0.0.1"), ("port", port))
     }
     bare = {**plan, "runtime": {**runtime, "server_args": []}}
-    assert launch["argv"] == [*server_argv(bare, {**SERVICE_OPTIONS, **loopback}), "--load-model=gpu_add"]
+    assert launch["argv"] == [*server_argv(bare, options(**loopback)), "--load-model=gpu_add"]
     assert launch["env"] == {k: v for k, v in env.items() if k not in runtime["env"]}
     assert set(runtime["server_args"]) <= set(launch["dropped"])
     assert not any("s3cr3t" in item for item in [*launch["argv"], *launch["dropped"]])
