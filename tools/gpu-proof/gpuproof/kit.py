@@ -591,7 +591,7 @@ class Kit:
             ),
             (
                 "embedded",
-                "the embedding example: honest CPU-plan variant, hard-coded-GPU variant, app check",
+                "Triton in-process on the CPU plan: the probe, the example's two variants, the app check",
                 lambda s: step_embedded(self, s),
                 False,
                 True,
