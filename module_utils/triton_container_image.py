@@ -253,6 +253,17 @@ def remove_argv(spec: Mapping[str, Any]) -> list[str]:
     return engine_argv(spec["engine"], "rm", "--force", spec["name"])
 
 
+def help_argv(spec: Mapping[str, Any], binary: str) -> list[str]:
+    """A throwaway run of the image's ``binary --help``: unnamed (the server's container is left alone), no network.
+
+    It runs as the image's user with the engine's run settings (runtime, limits) of the server's
+    run, and without its devices: the options a server accepts do not depend on them.
+    """
+    engine = spec["engine"]
+    argv = engine_argv(engine, "run", "--rm", "--network", "none", "--user", spec["user"], *engine.get("run_args", []))
+    return [*argv, str(spec["image_id"]), binary, "--help"]
+
+
 def container_state(spec: Mapping[str, Any], run: Runner) -> str | None:
     """The state of the server's container (``running``, ``exited``, ...), or None when there is none."""
     argv = engine_argv(spec["engine"], "container", "inspect", "--format", "{{.State.Status}}", spec["name"])

@@ -112,12 +112,11 @@ def binary_key(binary: Path) -> dict[str, Any]:
     return {"binary": str(binary), "size": info.st_size, "mtime_ns": info.st_mtime_ns}
 
 
-def read_options(binary: Path, env: Mapping[str, str], run: Runner, cache: Path | None) -> tuple[dict[str, bool], bool]:
-    """Return (the options ``binary`` accepts, whether they came from ``cache``).
+def native_help(binary: Path, env: Mapping[str, str]) -> tuple[list[str], dict[str, Any]]:
+    """Return (the argv that prints ``binary``'s options, its cache key) for a server installed on the host.
 
-    The cache holds one entry, the build in use (:func:`binary_key`); without a matching entry
     ``--help`` runs with exactly ``env`` (the server's own environment: its ``LD_LIBRARY_PATH``).
-    Raises OptionsError when the binary cannot print its options.
+    Raises OptionsError when the binary is not there.
     """
     try:
         key = binary_key(binary)
@@ -127,19 +126,30 @@ def read_options(binary: Path, env: Mapping[str, str], run: Runner, cache: Path 
             "checked against the options the installed tritonserver lists in --help. Install the release first "
             "(triton_install), or leave triton_service_extra_args empty."
         ) from err
+    return ["env", "-i", *(f"{name}={value}" for name, value in sorted(env.items())), str(binary), "--help"], key
+
+
+def read_options(
+    argv: Sequence[str], key: Mapping[str, Any], server: str, run: Runner, cache: Path | None
+) -> tuple[dict[str, bool], bool]:
+    """Return (the options the server ``argv`` asks for ``--help`` accepts, whether they came from ``cache``).
+
+    The cache holds one entry, the build in use (``key``: :func:`binary_key`, or the image id of
+    a container release); without a matching entry ``argv`` runs. ``server`` names the build in
+    messages. Raises OptionsError when the server cannot print its options.
+    """
     if cache is not None:
         try:
             cached = json.loads(cache.read_text(encoding="utf-8"))
-            if cached.get("version") == CACHE_VERSION and cached.get("key") == key:
+            if cached.get("version") == CACHE_VERSION and cached.get("key") == dict(key):
                 return {str(k): bool(v) for k, v in cached["options"].items()}, True
         except (OSError, ValueError, AttributeError, KeyError):
             pass
-    argv = ["env", "-i", *(f"{name}={value}" for name, value in sorted(env.items())), str(binary), "--help"]
     rc, out, err = run(argv)
     options = parse_help(f"{out}\n{err}")
     if not options:
         raise OptionsError(
-            f"Cannot read the options of the installed server: {binary} --help exited {rc} and listed no option "
+            f"Cannot read the options of the installed server: {server} --help exited {rc} and listed no option "
             f"({(err or out).strip()[-500:] or 'no output'}). Extra server arguments are checked against the options "
             "the installed tritonserver lists in --help, so a release whose binary does not run cannot take any. "
             "Fix the release (rerun triton_install), or leave triton_service_extra_args empty."
@@ -147,10 +157,10 @@ def read_options(binary: Path, env: Mapping[str, str], run: Runner, cache: Path 
     return options, False
 
 
-def write_options_cache(binary: Path, options: Mapping[str, bool], cache: Path) -> None:
-    """Keep ``options`` as the cache entry of ``binary`` (replacing the entry of any other build)."""
+def write_options_cache(key: Mapping[str, Any], options: Mapping[str, bool], cache: Path) -> None:
+    """Keep ``options`` as the cache entry of the build ``key`` (replacing the entry of any other build)."""
     cache.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     partial = cache.with_name(f".{cache.name}.{os.getpid()}")
-    entry = {"version": CACHE_VERSION, "key": binary_key(binary), "options": dict(options)}
+    entry = {"version": CACHE_VERSION, "key": dict(key), "options": dict(options)}
     partial.write_text(json.dumps(entry, sort_keys=True), encoding="utf-8")
     os.replace(partial, cache)

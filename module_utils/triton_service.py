@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ansible.module_utils.triton_container_image import remove_argv
+from ansible.module_utils.triton_container_image import help_argv, remove_argv
 from ansible.module_utils.triton_release_lifecycle import MANIFEST_NAME, ManifestError
 from ansible.module_utils.triton_release_lifecycle import read_manifest as lifecycle_read_manifest
 from ansible.module_utils.triton_runtime import RuntimeSectionError, plan_runtime
@@ -156,14 +156,15 @@ CONTAINER_RELEASE_DIR = "/opt/tritonserver"
 
 
 def container_launch(release_dir: Path, manifest: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``{argv, prepare}`` that run a ``container`` release with this plan's server command line.
+    """Return ``{argv, prepare, help_argv, image_id}`` that run a ``container`` release with this plan's server.
 
     Reads the run specification ``triton_install`` wrote (``<release_dir>/<manifest.container_spec>``,
     whose ``argv`` is the engine's foreground ``run`` ending with the image id) and appends the
     image's ``tritonserver`` with :func:`server_argv` for the image's layout. The container shares
     the host's network, so the server binds the addresses and ports the service asks for, as a
     native one does. ``prepare`` removes a stale container of the same name first where the engine
-    cannot replace it itself (docker). Raises ServiceConfigError when the spec is unusable.
+    cannot replace it itself (docker). ``help_argv`` prints the options of the image's server
+    (extra arguments are judged by them). Raises ServiceConfigError when the spec is unusable.
     """
     path = release_dir / str(manifest.get("container_spec") or "container.json")
     try:
@@ -178,8 +179,14 @@ def container_launch(release_dir: Path, manifest: Mapping[str, Any], options: Ma
             "Rerun the triton_install role with triton_install_method=container."
         ) from err
     inner = {**options, "release_dir": CONTAINER_RELEASE_DIR}
+    server = server_argv(options["plan"], inner)
     prepare = [] if spec["engine"]["name"] == "podman" else [remove_argv(spec)]
-    return {"argv": [*engine_argv, *server_argv(options["plan"], inner)], "prepare": prepare}
+    return {
+        "argv": [*engine_argv, *server],
+        "prepare": prepare,
+        "help_argv": help_argv(spec, server[0]),
+        "image_id": str(spec["image_id"]),
+    }
 
 
 def server_env(plan: Mapping[str, Any], manifest: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, str]:

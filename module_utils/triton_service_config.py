@@ -33,6 +33,7 @@ from ansible.module_utils.triton_host import probe_service_manager
 from ansible.module_utils.triton_server_options import (
     OptionsError,
     extra_args_problems,
+    native_help,
     read_options,
     write_options_cache,
 )
@@ -216,7 +217,8 @@ def launcher_script(launch: Mapping[str, Any], settings: Mapping[str, Any]) -> s
 
 
 def compute_launch(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any] | None:
-    """Return {release_dir, server_version, container, argv, env} of the release to serve.
+    """Return the launch of the release to serve: {release_dir, server_version, container, argv, prepare, env,
+    help_argv, image_id}.
 
     The release is ``release_dir`` when given (as triton_install publishes it in the same play),
     else ``<install_prefix>/current``; its manifest is ``manifest`` when given, else read from the
@@ -246,21 +248,18 @@ def compute_launch(params: Mapping[str, Any], check_mode: bool) -> dict[str, Any
             "and renders its unit for it. Run playbooks/site.yml (preflight, then install) so both agree, or pass "
             "the plan the release was installed for."
         )
-    prepare: list[list[str]] = []
+    launch: dict[str, Any] = {"prepare": [], "help_argv": None, "image_id": None}
     if container:
-        launch = container_launch(release_dir, manifest, options)
-        argv, prepare = launch["argv"], launch["prepare"]
-        env = {"PATH": SYSTEM_PATH}
+        launch.update(container_launch(release_dir, manifest, options))
+        launch["env"] = {"PATH": SYSTEM_PATH}
     else:
-        argv = server_argv(params["plan"], options)
-        env = server_env(params["plan"], manifest, options)
+        launch["argv"] = server_argv(params["plan"], options)
+        launch["env"] = server_env(params["plan"], manifest, options)
     return {
+        **launch,
         "release_dir": str(release_dir),
         "server_version": manifest["server_version"],
         "container": container,
-        "argv": argv,
-        "prepare": prepare,
-        "env": env,
     }
 
 
@@ -269,23 +268,29 @@ def check_extra_args(
 ) -> None:
     """Refuse extra arguments the release's own tritonserver does not accept, before anything is written.
 
-    The options come from the binary's ``--help``, cached under ``home`` for the release in use
-    (kept only after they were read and the arguments passed). A container release's server is
-    inside its image and is not run here: its arguments are left to the server.
+    The options come from the server's ``--help``: the release's binary, or for a container
+    release the image's, in a throwaway container (``launch['help_argv']``). They are cached under
+    ``home`` for the build in use (kept only after they were read and the arguments passed).
     """
-    if not extra_args or launch["container"]:
+    if not extra_args:
         return
-    binary = Path(launch["release_dir"]) / "bin" / "tritonserver"
     cache = home / OPTIONS_CACHE
     try:
-        options, cached = read_options(binary, launch["env"], run, cache)
+        if launch["container"]:
+            argv, key = launch["help_argv"], {"image_id": launch["image_id"]}
+            server = f"tritonserver {launch['server_version']} of image {launch['image_id']}"
+        else:
+            binary = Path(launch["release_dir"]) / "bin" / "tritonserver"
+            argv, key = native_help(binary, launch["env"])
+            server = f"tritonserver {launch['server_version']} {binary}"
+        options, cached = read_options(argv, key, server, run, cache)
     except OptionsError as err:
         raise ServiceConfigError(str(err)) from err
-    problems = extra_args_problems(extra_args, options, f"tritonserver {launch['server_version']} {binary}")
+    problems = extra_args_problems(extra_args, options, server)
     if problems:
         raise ServiceConfigError(" ".join(problems))
     if not cached and not check_mode:
-        write_options_cache(binary, options, cache)
+        write_options_cache(key, options, cache)
 
 
 # --- applying ------------------------------------------------------------------------------

@@ -214,6 +214,38 @@ def test_a_model_release_that_fails_in_the_container_is_rolled_back(site, tmp_pa
     assert infer("add_sub", {"INPUT0": [1, 2, 3, 4], "INPUT1": [1, 1, 1, 1]})["OUTPUT1"] == [0, 1, 2, 3]
 
 
+def test_extra_arguments_are_judged_by_the_images_server_and_a_bad_value_ends_on_the_previous_launcher(site):
+    launcher = site.base / "home" / "bin" / "tritonfleet-serve"
+    cache = site.base / "home" / "cache" / "tritonserver-options.json"
+    before, text = unchanged_state(site), launcher.read_text()
+    image_id = json.loads(before["spec"])["image_id"]
+
+    # An option the image's tritonserver does not list: refused before the launcher is written.
+    refused = site.play("site.yml", extra={"triton_service_extra_args": ["--log-verbse=1"]})
+
+    assert refused.returncode != 0
+    message = said(refused)
+    assert "triton_service_extra_args has '--log-verbse=1': the server has no option --log-verbse" in message
+    assert f"tritonserver 2.51.0 of image {image_id}" in message
+    assert "(closest: --log-verbose" in message
+    assert unchanged_state(site) == before and launcher.read_text() == text and ready()
+    assert not cache.exists()  # options are kept only once the arguments passed
+
+    # An option it lists with a value it refuses at start: the previous launcher is put back and
+    # the container runs on it again before the play fails with the server's own line.
+    bad_value = site.play("site.yml", extra={"triton_service_extra_args": ["--backend-directory=/no-such-backends"]})
+
+    assert bad_value.returncode != 0
+    message = said(bad_value)
+    assert "unable to find backend library for backend 'python'" in message
+    assert f"The previous {launcher} were restored" in message
+    assert "the server is live and ready again on them" in message
+    assert launcher.read_text() == text and not Path(f"{launcher}.previous").exists()
+    assert json.loads(cache.read_text())["key"] == {"image_id": image_id}
+    assert ready() and os.readlink(site.base / "opt" / "current") == before["current"]
+    assert infer("add_sub", {"INPUT0": [1, 2, 3, 4], "INPUT1": [1, 1, 1, 1]})["OUTPUT1"] == [0, 1, 2, 3]
+
+
 def test_the_container_killed_from_outside_is_restarted_and_verifies(site):
     before = container_state()["Id"]
     assert engine("kill", CONTAINER).returncode == 0

@@ -173,6 +173,18 @@ def test_docker_run_command_line_with_gpus():
     assert tci.remove_argv(_spec(DOCKER)) == ["/usr/bin/docker", "rm", "--force", "tritonserver"]
 
 
+def test_help_runs_the_images_server_in_a_throwaway_container():
+    argv = tci.help_argv(_spec(PODMAN, ["--device", "nvidia.com/gpu=all"]), "/opt/tritonserver/bin/tritonserver")
+    assert argv == [
+        "/usr/bin/podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs",
+        "run", "--rm", "--network", "none", "--user", "triton-server",
+        "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
+        IMAGE_ID, "/opt/tritonserver/bin/tritonserver", "--help",
+    ]  # fmt: skip
+    # Unnamed: the server's own container (--name tritonserver, --replace) is never touched.
+    assert "--name" not in argv and "--replace" not in argv
+
+
 def test_jetson_forms_come_from_the_plan_verbatim():
     docker = container_run_argv(_spec(DOCKER, ["--runtime", "nvidia", "-e", "NVIDIA_VISIBLE_DEVICES=all"], {}))
     assert docker[docker.index("--runtime") : docker.index("--runtime") + 4] == [

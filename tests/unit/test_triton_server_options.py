@@ -11,6 +11,7 @@ import pytest
 from ansible.module_utils.triton_server_options import (
     OptionsError,
     extra_args_problems,
+    native_help,
     parse_help,
     read_options,
     write_options_cache,
@@ -92,16 +93,18 @@ def test_options_are_read_from_the_binary_once_per_build(tmp_path):
         return proc.returncode, proc.stdout, proc.stderr
 
     cache = tmp_path / "cache" / "options.json"
-    options, cached = read_options(binary, {"LD_LIBRARY_PATH": "/x/lib"}, run, cache)
+    argv, key = native_help(binary, {"LD_LIBRARY_PATH": "/x/lib"})
+    assert argv == ["env", "-i", "LD_LIBRARY_PATH=/x/lib", str(binary), "--help"]
+    options, cached = read_options(argv, key, SERVER, run, cache)
     assert (options, cached) == (OPTIONS, False)
-    assert calls == [["env", "-i", "LD_LIBRARY_PATH=/x/lib", str(binary), "--help"]]
+    assert calls == [argv]
     assert not cache.exists()
-    write_options_cache(binary, options, cache)
-    assert read_options(binary, {}, run, cache) == (OPTIONS, True) and len(calls) == 1
+    write_options_cache(key, options, cache)
+    assert read_options(*native_help(binary, {}), SERVER, run, cache) == (OPTIONS, True) and len(calls) == 1
     # Another build of the binary (reinstalled release): read again.
     info = binary.stat()
     os.utime(binary, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000_000))
-    assert read_options(binary, {}, run, cache) == (OPTIONS, False) and len(calls) == 2
+    assert read_options(*native_help(binary, {}), SERVER, run, cache) == (OPTIONS, False) and len(calls) == 2
     assert json.loads(cache.read_text())["options"] == OPTIONS
 
 
@@ -117,6 +120,6 @@ def test_a_binary_that_does_not_print_its_options_explains(tmp_path):
         return proc.returncode, proc.stdout, proc.stderr
 
     with pytest.raises(OptionsError, match=r"listed no option .*fake tritonserver.*leave triton_service_extra_args"):
-        read_options(binary, {}, run, None)
+        read_options(*native_help(binary, {}), f"tritonserver 2.51.0 {binary}", run, None)
     with pytest.raises(OptionsError, match="Install the release first"):
-        read_options(tmp_path / "absent", {}, run, None)
+        native_help(tmp_path / "absent", {})

@@ -12,6 +12,7 @@ from ansible.module_utils.triton_service import ServiceConfigError
 from ansible.module_utils.triton_service_config import (
     Account,
     Outcome,
+    check_extra_args,
     configure,
     dist_installed,
     ensure_api_key,
@@ -157,6 +158,49 @@ def test_docker_launcher_removes_a_stale_container_and_goes_on_when_there_is_non
     (tmp_path / "launcher").write_text(script)
     done = subprocess.run(["sh", str(tmp_path / "launcher")], capture_output=True, text=True, check=True)
     assert done.stdout.splitlines()[0] == "started" and done.stderr == ""
+
+
+# `tritonserver --help` of the 2.51.0 server, captured on stderr (exit 1).
+HELP = (Path(__file__).resolve().parents[1] / "fixtures" / "tritonserver-2.51.0-help.txt").read_text()
+CONTAINER_LAUNCH = {
+    "container": True,
+    "release_dir": "/opt/tritonserver/releases/2.51.0",
+    "server_version": "2.51.0",
+    "image_id": "0" * 64,
+    "help_argv": ["/usr/bin/podman", "run", "--rm", "--network", "none", "0" * 64, "/opt/tritonserver/bin/tritonserver",
+                  "--help"],
+}  # fmt: skip
+
+
+def test_container_extra_args_are_judged_by_the_images_own_server_and_cached_per_image(tmp_path: Path):
+    calls = []
+
+    def run(argv):
+        calls.append(list(argv))
+        return 1, "", HELP
+
+    with pytest.raises(ServiceConfigError, match=r"has '--log-verbse=1': the server has no option --log-verbse"):
+        check_extra_args(CONTAINER_LAUNCH, ["--log-verbse=1"], tmp_path, run, False)
+    assert calls == [CONTAINER_LAUNCH["help_argv"]]
+    assert not (tmp_path / "cache").exists()  # kept only once the arguments passed
+    check_extra_args(CONTAINER_LAUNCH, ["--log-verbose", "1"], tmp_path, run, False)
+    cache = json.loads((tmp_path / "cache" / "tritonserver-options.json").read_text())
+    assert cache["key"] == {"image_id": "0" * 64} and cache["options"]["log-verbose"] is True
+    # The same image again: no container is started; another image is read again.
+    check_extra_args(CONTAINER_LAUNCH, ["--log-verbose=2"], tmp_path, run, False)
+    assert len(calls) == 2
+    other = {**CONTAINER_LAUNCH, "image_id": "1" * 64}
+    with pytest.raises(ServiceConfigError, match=f"tritonserver 2.51.0 of image {'1' * 64}"):
+        check_extra_args(other, ["--no-such-flag"], tmp_path, run, False)
+    assert len(calls) == 3
+
+
+def test_an_image_whose_server_lists_no_option_takes_no_extra_argument(tmp_path: Path):
+    def run(argv):
+        return 127, "", "exec: /opt/tritonserver/bin/tritonserver: not found"
+
+    with pytest.raises(ServiceConfigError, match=r"--help exited 127 and listed no option .*not found"):
+        check_extra_args(CONTAINER_LAUNCH, ["--log-verbose=1"], tmp_path, run, False)
 
 
 def test_launcher_runs_as_posix_sh(tmp_path: Path):
