@@ -49,6 +49,7 @@ from ansible.module_utils.triton_runtime import RuntimeSectionError, plan_runtim
 from ansible.module_utils.triton_server_inspect import check_release, detect_server_version, inspect_release
 from ansible.module_utils.triton_server_layout import (
     WHEEL_SERVER_DIR,
+    check_archive,
     find_install_root,
     link_stable_library,
     stage_tarball_layout,
@@ -190,6 +191,16 @@ def install_release(request: Mapping[str, Any], check_mode: bool, run: Runner | 
     # checked by the real run.
     if not current and source.get("type") == "archive" and (Path(source["path"]).exists() or not source.get("url")):
         verify_image_archive(source)
+    # The real run checks a tarball as it unpacks it; check mode checks it first, so the role can
+    # refuse it before it makes the release's python runtime (a download check mode skipped: later).
+    tarball = request["method"] == "tarball"
+    if (
+        check_mode
+        and not current
+        and tarball
+        and (Path(request["archive"]).exists() or request["archive"] == request["source"])
+    ):
+        check_archive(Path(request["archive"]), request["sha256"], request["source"], staging_dir(prefix, version))
     actions = [f"remove incomplete {p}" for p in remove_leftovers(prefix, check_mode, complete=_is_complete)]
     manifest = complete_manifest(target)
     if not current:

@@ -130,21 +130,35 @@ def find_install_root(unpacked: Path) -> Path:
     )
 
 
+UNSAFE_FIX = (
+    "A Triton release archive holds only files, directories and links inside its own tree. Use a Triton "
+    "release archive (NVIDIA's Jetson tarball, or a copy of the container's /opt/tritonserver) and correct "
+    "triton_install_tarball_url/path; nothing was installed."
+)
+
+
 def _safe_members(archive: tarfile.TarFile, dest: Path) -> list[tarfile.TarInfo]:
     """Return the members of ``archive``, refusing anything that would land outside ``dest``."""
     root = dest.resolve()
+    name = archive.name
     members = []
     for member in archive.getmembers():
         target = (root / member.name).resolve()
         if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-            raise InstallError(f"Archive member {member.name!r} is a device or fifo; a Triton release has none.")
+            raise InstallError(
+                f"Archive member {member.name!r} of {name} is a device or fifo; a Triton release has none. {UNSAFE_FIX}"
+            )
         if target != root and root not in target.parents:
-            raise InstallError(f"Archive member {member.name!r} would be written outside {dest}; refusing it.")
+            raise InstallError(
+                f"Archive member {member.name!r} of {name} would be written outside {dest}; refusing it. {UNSAFE_FIX}"
+            )
         if member.issym() or member.islnk():
             link_base = target.parent if member.issym() else root
             link_target = (link_base / member.linkname).resolve()
             if link_target != root and root not in link_target.parents:
-                raise InstallError(f"Archive link {member.name!r} -> {member.linkname!r} points outside {dest}.")
+                raise InstallError(
+                    f"Archive link {member.name!r} -> {member.linkname!r} of {name} points outside {dest}. {UNSAFE_FIX}"
+                )
         members.append(member)
     return members
 
@@ -171,6 +185,24 @@ def verify_archive(archive: Path, expected_sha256: str, source: str) -> str:
     return actual
 
 
+def _unreadable(archive: Path, exc: BaseException) -> InstallError:
+    return InstallError(
+        f"Cannot unpack the Triton release archive {archive}: {exc}. Supported: tar, tar.gz, tar.bz2, tar.xz. "
+        "Check the file is a complete download of a Triton release archive."
+    )
+
+
+def check_archive(archive: Path, expected_sha256: str, source: str, dest: Path) -> None:
+    """Everything :func:`stage_tarball_layout` would refuse, without writing anything: the checksum
+    (:func:`verify_archive`), a readable tar, and every member inside ``dest``."""
+    verify_archive(archive, expected_sha256, source)
+    try:
+        with tarfile.open(archive) as handle:
+            _safe_members(handle, dest / ".unpack")
+    except (tarfile.TarError, EOFError) as exc:
+        raise _unreadable(archive, exc) from exc
+
+
 def stage_tarball_layout(archive: Path, dest: Path) -> list[str]:
     """Unpack a release tarball (flat or one top-level dir) so that ``dest`` holds bin/, lib/, ...
 
@@ -184,10 +216,7 @@ def stage_tarball_layout(archive: Path, dest: Path) -> list[str]:
             extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             handle.extractall(unpack, members=_safe_members(handle, unpack), **extra)
     except (tarfile.TarError, EOFError) as exc:
-        raise InstallError(
-            f"Cannot unpack the Triton release archive {archive}: {exc}. Supported: tar, tar.gz, tar.bz2, tar.xz. "
-            "Check the file is a complete download of a Triton release archive."
-        ) from exc
+        raise _unreadable(archive, exc) from exc
     stage_tree_layout(find_install_root(unpack), dest, move=True)
     shutil.rmtree(unpack)
     return sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())

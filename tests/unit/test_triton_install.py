@@ -427,6 +427,36 @@ def test_tarball_member_outside_the_tree_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "evil").exists()
 
 
+def test_check_mode_judges_a_tarball_before_anything_is_made(tmp_path: Path) -> None:
+    # The role runs this before it makes the release's python runtime: a bad archive is refused
+    # with nothing created under the prefix.
+    prefix, archive = tmp_path / "prefix", tmp_path / "t.tgz"
+    sha = make_tarball(archive, fake_tree(tmp_path / "tree"), "tritonserver")
+    tarball = {"method": "tarball", "archive": str(archive), "source": str(archive)}
+    with pytest.raises(ChecksumError, match=r"expects 0{64}"):
+        install_release(request(prefix, archive, **tarball, sha256="0" * 64), check_mode=True)
+    evil = tmp_path / "evil.tgz"
+    with tarfile.open(evil, "w:gz") as tar:
+        info = tarfile.TarInfo("tritonserver/../../evil")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    evil_sha = hashlib.sha256(evil.read_bytes()).hexdigest()
+    with pytest.raises(
+        InstallError, match=r"'tritonserver/../../evil' of .*evil.tgz would be written outside.*nothing"
+    ):
+        install_release(request(prefix, evil, **{**tarball, "archive": str(evil)}, sha256=evil_sha), check_mode=True)
+    assert not prefix.exists() and not (tmp_path / "evil").exists()
+    missing = {**tarball, "archive": str(tmp_path / "absent.tgz"), "source": str(tmp_path / "absent.tgz")}
+    with pytest.raises(InstallError, match=r"absent\.tgz does not exist"):
+        install_release(request(prefix, archive, **missing, sha256=sha), check_mode=True)
+    assert not prefix.exists() and not (tmp_path / "evil").exists()
+    dry = install_release(request(prefix, archive, **tarball, sha256=sha), check_mode=True)
+    assert dry["changed"] and not prefix.exists()
+    # A download check mode did not fetch is judged by the real run.
+    later = {**tarball, "archive": str(tmp_path / "cache.tgz"), "source": "https://example.invalid/t.tgz"}
+    assert install_release(request(prefix, archive, **later, sha256=sha), check_mode=True)["changed"]
+
+
 def test_find_install_root_reports_what_it_found(tmp_path: Path) -> None:
     (tmp_path / "docs").mkdir()
     (tmp_path / "README").write_text("x")
