@@ -3,16 +3,21 @@
 
 One simulated CPU host (tests/fleet: its own network, mounts and sshd, reached over real SSH)
 is converged once with ``playbooks/site.yml`` (wheel release 2.51.0, the example models,
-supervisord). Each case is then one ``site.yml`` run with one mistake in the inventory knobs,
-the model repository, the release archive or the service options, and asserts:
+supervisord). Each case holds one mistake in the inventory knobs, the model repository, the
+release archive or the service options. All cases run in one ``site.yml`` run, one inventory
+host per case: the same simulated host (same address, same SSH connection) with the case's
+knobs as its host vars, as a user's inventory holds them. Each case asserts:
 
-- a non-zero exit;
+- its own host failed (its ``fatal:`` line, its PLAY RECAP);
 - a message naming the offending input and the fix (fragments of the message, whitespace
   folded, since the YAML callback may wrap it);
 - the host's fingerprint identical to the one taken after the converge: the release
   directories and links of server and models (staging leftovers and venvs included), the
   launcher, supervisord.conf and key (with any ``.previous`` copy), the options cache, the
   running tritonserver's pid, its readiness and the models it serves.
+
+A case whose host did not fail in that run, or a run that changed the host, is run again alone
+(``site.yml`` with the case's knobs as extra vars, the same assertions) to say which case it was.
 
 The repository mistakes are refused by the static validation of the whole repository on the
 controller (``module_utils/triton_model_repository.py``, Triton's rules and wording); the case
@@ -41,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fleet.harness import Fleet, netns_pids
 from fleet.profiles import parse_spec
 from test_fleet_rollout_common import (
@@ -111,6 +117,7 @@ class Corpus:
         self.work = work
         self.reports = work / "reports"
         self.baseline: dict[str, Any] = {}
+        self._grouped: Grouped | None = None
 
     @property
     def record(self) -> dict[str, Any]:
@@ -140,6 +147,31 @@ class Corpus:
             cwd=REPO_ROOT, env=playbook_env(), capture_output=True, text=True, timeout=timeout, check=False,
         )  # fmt: skip
 
+    def grouped(self) -> Grouped:
+        """Every case in one ``site.yml`` run (made once, on first use): one inventory host per case,
+        each the same simulated host (same address and SSH connection) with the case's knobs as its
+        host vars, as a user's inventory holds them. Each case is then read from its own host's lines."""
+        if self._grouped is None:
+            fleet = yaml.safe_load(self.inventory.read_text())
+            connection = fleet["all"]["children"]["cpu"]["hosts"][HOST]
+            hosts = {
+                alias(case.id): {**connection, **(case.knobs(self.work) if callable(case.knobs) else case.knobs)}
+                for case in CASES
+            }
+            # Next to the fleet's inventory: its group_vars apply as they do to the host itself.
+            inventory = self.inventory.parent / "corpus-cases.yml"
+            inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts}}, sort_keys=False, width=1000))
+            before = self.baseline
+            run = subprocess.run(
+                playbook_argv(inventory, "site.yml"),
+                cwd=REPO_ROOT, env=playbook_env(), capture_output=True, text=True, timeout=1800, check=False,
+            )  # fmt: skip
+            after = self.wait_serving(timeout=10)
+            if after != before:
+                self.repair()
+            self._grouped = Grouped(run.returncode, run.stdout + run.stderr, before, after)
+        return self._grouped
+
     def repair(self) -> None:
         """A plain site run, then a new baseline: what a user does after a run that broke the host."""
         run = self.site()
@@ -153,6 +185,39 @@ class Corpus:
             if found["ready"] == 200 or time.monotonic() > deadline:
                 return found
             time.sleep(1)
+
+
+def alias(case_id: str) -> str:
+    """The inventory name of a case's host in the grouped run."""
+    return f"case-{case_id}"
+
+
+@dataclass
+class Grouped:
+    """The grouped run: its exit status and output, and the host's fingerprint before and after."""
+
+    returncode: int
+    output: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+    def failure_of(self, host: str) -> str:
+        """What the run printed about ``host``'s failure: its ``fatal:`` lines (with any indented
+        continuation) and the messages they carry, decoded; empty when the host did not fail."""
+        lines = self.output.splitlines()
+        found = []
+        for number, line in enumerate(lines):
+            if not line.startswith((f"fatal: [{host}]", f"fatal: [{host} ->")):
+                continue
+            block = [line]
+            for more in lines[number + 1 :]:
+                if not more.startswith(" "):
+                    break
+                block.append(more)
+            found.append("\n".join(block))
+            with contextlib.suppress(ValueError, AttributeError):
+                found.append(str(json.loads(line.partition("=> ")[2]).get("msg", "")))
+        return "\n".join(found)
 
 
 def folded(text: str) -> str:
@@ -455,6 +520,18 @@ def test_the_corpus_is_big_enough():
 
 @pytest.mark.parametrize("case", [case.param() for case in CASES])
 def test_a_bad_input_fails_clearly_and_changes_nothing(corpus: Corpus, case: Case) -> None:
+    grouped = corpus.grouped()
+    said = grouped.failure_of(alias(case.id))
+    if said and grouped.after == grouped.before:
+        # The case's own host failed in the grouped run, with its own message, and the host is
+        # as it was: every case of the run left it unchanged.
+        out = folded(said)
+        assert grouped.returncode != 0 and recap(grouped.output, alias(case.id))[2] >= 1, said
+        missing = [fragment for fragment in case.expect if folded(fragment) not in out]
+        assert not missing, f"the message lacks {missing}:\n{said}"
+        return
+    # This case did not fail there, or some case of the run changed the host: judge it alone,
+    # on a host serving again (the grouped run repaired it), to say which.
     knobs = case.knobs(corpus.work) if callable(case.knobs) else case.knobs
     before = corpus.baseline
     run = corpus.site(knobs)
@@ -471,13 +548,11 @@ def test_a_bad_input_fails_clearly_and_changes_nothing(corpus: Corpus, case: Cas
     assert after == before, tail
 
 
-RECAP_RE = re.compile(rf"^{HOST}\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
-
-def recap(run: subprocess.CompletedProcess[str] | str) -> tuple[int, int, int]:
-    """(changed, unreachable, failed) of the host's PLAY RECAP line."""
+def recap(run: subprocess.CompletedProcess[str] | str, host: str = HOST) -> tuple[int, int, int]:
+    """(changed, unreachable, failed) of ``host``'s PLAY RECAP line."""
     text = run if isinstance(run, str) else run.stdout
-    match = RECAP_RE.search(text)
+    pattern = rf"^{re.escape(host)}\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)"
+    match = re.search(pattern, text, re.M)
     assert match, text[-3000:]
     return int(match[1]), int(match[2]), int(match[3])
 

@@ -9,7 +9,9 @@ has no daemon), the install takes the tritonserver image built on this machine
 reference the engine already holds, the service runs it in the foreground under supervisord,
 the models are switched in through the repository API, verify writes its report. Then, on the
 same deployment: a rerun and ``--check --diff`` change nothing; a model release that fails in
-the container is rolled back; the container killed from outside comes back and verifies; an
+the container is rolled back; extra server arguments are judged by the image's own server, and
+one it refuses at start ends on the previous launcher; the container killed from outside comes
+back and verifies; an
 image archive with a wrong checksum and an unpullable reference are refused with nothing
 changed; a good archive installs; ``remove.yml`` leaves no container, service entry or mount.
 """
