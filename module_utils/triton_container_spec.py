@@ -7,7 +7,7 @@ source, the container's name and non-root user, the plan's runtime devices and e
 verbatim, the read-only model mount, shared memory and the stop timeout. The install adds the
 image id once the image is present (``triton_container_image``) and writes the spec with its
 ``argv`` (:func:`container_run_argv`) to ``container.json``; the service appends the server's
-command line (``triton_service.container_launch_argv``) and runs it in the foreground.
+command line (``triton_service.container_launch``) and runs it in the foreground.
 """
 
 from __future__ import annotations
