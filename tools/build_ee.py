@@ -5,34 +5,33 @@
     .venv/bin/python tools/build_ee.py [--tag localhost/tritonfleet-ee:latest] [--base-image IMAGE]
                                        [--archive-dir DIR]
 
-1. Base image: ``--base-image`` (a Debian or Ubuntu image with python3, pip and venv), or one
-   built here from Debian's packages (``mmdebstrap --variant=minbase`` with python3, pip, venv and
-   the dpkg packages of bindep.txt, then ``podman import``), kept while its package list is the same.
+1. Base image: ``--base-image`` (a Debian or Ubuntu image with python3, pip and venv), or
+   tritonfleet's Debian base (tools/podman_images.py, the one the test images stand on) with a
+   layer of pip, venv and the dpkg packages of bindep.txt from Debian's registry, kept while
+   its inputs are the same.
 2. Wheels: ``pip download`` on this machine of requirements-controller.txt, the ansible-core and
    ansible-runner pins of the EE file, its container init and ansible-builder's own build tools
    into build/ee/wheels; the image build then runs with ``--network=none``.
-3. ``ansible-builder build``; an image whose label holds the hash of these inputs is reused.
+3. ``ansible-builder build``; an image whose label holds the digest of these inputs is reused.
    With ``--archive-dir`` its ``podman save`` archive is kept there and loaded back when podman's
    storage lacks the image (the test suite keeps it under tests/.work/cache/images/).
 
-Podman runs with the containers.conf this writes (build/ee/containers.conf, passed as
-CONTAINERS_CONF): runc with cgroupfs, ulimits within this machine's hard limits, and the host's
-network as the default for containers (never a container network). Prints the image tag.
+podman, ansible-builder and ansible-runner run with ``podman_images.podman_env()``: the runtime,
+cgroup manager and ulimits the host facts decide, and the host's network as the default for
+containers (never a container network). Prints the image tag.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import podman_images
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,49 +39,10 @@ EE_FILE = REPO / "execution-environment.yml"
 CONTROLLER_REQUIREMENTS = REPO / "requirements-controller.txt"
 BINDEP = REPO / "bindep.txt"
 BUILD = REPO / "build" / "ee"
-BASE_SUITE = "bookworm"
-BASE_PACKAGES = ("python3", "python3-pip", "python3-venv", "ca-certificates")
+# What the EE base adds to tritonfleet's Debian base: pip and venv for ansible-builder's stages.
+EE_BASE_PACKAGES = ("python3-pip", "python3-venv")
 # What ansible-builder's builder stage installs with pip before it assembles the wheels.
 BUILDER_TOOLS = ("bindep==2.14.0", "PyYAML==6.0.4", "packaging==26.4")
-INPUTS_LABEL = "tritonfleet.inputs"
-# The name an archive stores the image under, whatever tag it is used with.
-ARCHIVE_TAG = "localhost/tritonfleet-ee:archive"
-
-
-def podman_env() -> dict[str, str]:
-    """The environment podman (and ansible-builder, ansible-runner) run with: our containers.conf."""
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    nofile = 20000 if hard == resource.RLIM_INFINITY else min(hard, 20000)
-    conf = BUILD / "containers.conf"
-    text = (
-        "# Written by tools/build_ee.py: podman on this kind of machine (see README).\n"
-        "[containers]\n"
-        'netns = "host"\n'
-        f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc=4096:4096"]\n'
-        "[engine]\n"
-        'runtime = "runc"\n'
-        'cgroup_manager = "cgroupfs"\n'
-    )
-    conf.parent.mkdir(parents=True, exist_ok=True)
-    if not conf.is_file() or conf.read_text() != text:
-        conf.write_text(text)
-    return dict(os.environ, CONTAINERS_CONF=str(conf))
-
-
-def _run(argv: list[str], env: dict[str, str], **kwargs) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, env=env, check=True, text=True, **kwargs)
-
-
-def image_label(image: str, label: str, env: dict[str, str]) -> str | None:
-    """The value of ``label`` on a local image, or None when the image is not there."""
-    found = subprocess.run(
-        ["podman", "image", "inspect", "--format", f'{{{{ index .Labels "{label}" }}}}', image],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return found.stdout.strip() if found.returncode == 0 else None
 
 
 def dpkg_packages(bindep: Path = BINDEP) -> list[str]:
@@ -96,37 +56,40 @@ def dpkg_packages(bindep: Path = BINDEP) -> list[str]:
     return names
 
 
-def base_inputs() -> str:
-    """What the built base image is made of (suite and package list), as a short digest."""
-    packages = sorted({*BASE_PACKAGES, *dpkg_packages()})
-    return hashlib.sha256(f"{BASE_SUITE} {' '.join(packages)}".encode()).hexdigest()[:16]
+def ee_base_containerfile(base: str) -> str:
+    """The EE base layer on ``base``: pip, venv and bindep.txt's dpkg packages, so the offline build finds them."""
+    packages = " ".join(sorted({*EE_BASE_PACKAGES, *dpkg_packages()}))
+    return (
+        f"FROM {base}\n"
+        "RUN apt-get update -qq \\\n"
+        f" && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {packages} \\\n"
+        " && rm -rf /var/lib/apt/lists/*\n"
+    )
 
 
-def base_image(tag: str, env: dict[str, str]) -> str:
-    """Build (once per package list) a Debian base image from Debian's packages and import it as ``tag``."""
-    digest = base_inputs()
-    if image_label(tag, INPUTS_LABEL, env) == digest:
-        return tag
-    packages = sorted({*BASE_PACKAGES, *dpkg_packages()})
-    BUILD.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="tritonfleet-ee-base-", dir=BUILD) as work:
-        rootfs = Path(work) / "rootfs.tar"
-        _run(
-            ["mmdebstrap", "--quiet", "--variant=minbase", f"--include={','.join(packages)}", BASE_SUITE, str(rootfs)],
-            env,
-        )
-        _run(["podman", "import", "--change", f"LABEL {INPUTS_LABEL}={digest}", str(rootfs), tag], env)
+def ee_base_inputs() -> str:
+    """The inputs digest of the EE base layer: tritonfleet's base and the layer's recipe."""
+    return podman_images.digest(podman_images.base_inputs(), ee_base_containerfile("{base}"))
+
+
+def ee_base_image(tag: str) -> str:
+    """The EE base layer as ``tag``, built (once per inputs) on tritonfleet's Debian base."""
+    inputs = ee_base_inputs()
+
+    def build() -> None:
+        BUILD.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="ee-base-", dir=BUILD) as work:
+            containerfile = ee_base_containerfile(podman_images.base_image())
+            podman_images.build_image(tag, containerfile, Path(work), inputs)
+
+    podman_images.cached_image(tag, inputs, build)
     return tag
 
 
 def ee_inputs(base_identity: str) -> str:
     """Digest of everything the EE image is built from: its files, the build tools, the base image."""
-    digest = hashlib.sha256()
-    for path in (EE_FILE, CONTROLLER_REQUIREMENTS, BINDEP):
-        digest.update(path.read_bytes())
-    digest.update(" ".join(BUILDER_TOOLS).encode())
-    digest.update(base_identity.encode())
-    return digest.hexdigest()[:16]
+    files = (path.read_text() for path in (EE_FILE, CONTROLLER_REQUIREMENTS, BINDEP))
+    return podman_images.digest(*files, *BUILDER_TOOLS, base_identity)
 
 
 def wheelhouse(dest: Path = BUILD / "wheels") -> Path:
@@ -144,12 +107,12 @@ def wheelhouse(dest: Path = BUILD / "wheels") -> Path:
     return dest
 
 
-def build(tag: str, base: str, inputs: str, env: dict[str, str]) -> str:
+def build(tag: str, base: str, inputs: str) -> None:
     """``ansible-builder build`` of the EE as ``tag`` on ``base``, offline, labelled with ``inputs``."""
     wheelhouse()
     context = BUILD / "context"
     shutil.rmtree(context, ignore_errors=True)
-    _run(
+    subprocess.run(
         [
             str(Path(sys.executable).parent / "ansible-builder"),
             "build",
@@ -164,45 +127,40 @@ def build(tag: str, base: str, inputs: str, env: dict[str, str]) -> str:
             "--build-arg",
             f"EE_BASE_IMAGE={base}",
             "--extra-build-cli-args",
-            f"--network=none --label {INPUTS_LABEL}={inputs}",
+            f"--network=none --label {podman_images.INPUTS_LABEL}={inputs}",
             "--verbosity",
             "1",
         ],
-        env,
+        env=podman_images.podman_env(),
         cwd=REPO,
+        check=True,
+        text=True,
     )
-    return tag
 
 
 def ensure_image(tag: str, base_image_ref: str | None = None, archive_dir: Path | None = None) -> str:
     """The EE image ``tag`` of the current inputs: reused, loaded from an archive in ``archive_dir``, or built."""
-    env = podman_env()
     if base_image_ref:
-        base = base_image_ref
-        identity = _run(["podman", "image", "inspect", "--format", "{{.Id}}", base], env, capture_output=True).stdout
+        found = podman_images.image_inspect(base_image_ref)
+        if found is None:
+            raise podman_images.ImageBuildError(
+                f"--base-image {base_image_ref} is not in podman's storage (podman image inspect found nothing). "
+                "Supported: a local Debian or Ubuntu image with python3, pip and venv. "
+                "Fix: podman pull or podman load it first, or leave --base-image out to build tritonfleet's."
+            )
+        base, identity = base_image_ref, found["Id"]
     else:
         base = yaml.safe_load(EE_FILE.read_text())["images"]["base_image"]["name"]
-        identity = base_inputs()
-    inputs = ee_inputs(identity.strip())
-    if image_label(tag, INPUTS_LABEL, env) == inputs:
-        return tag
+        identity = ee_base_inputs()
+    inputs = ee_inputs(identity)
     archive = archive_dir / f"tritonfleet-ee-{inputs}.tar" if archive_dir else None
-    if archive and archive.is_file():
-        _run(["podman", "load", "--quiet", "--input", str(archive)], env, capture_output=True)
-        # The archive holds the image under the tag it was saved with (ARCHIVE_TAG).
-        _run(["podman", "tag", ARCHIVE_TAG, tag], env)
-        if image_label(tag, INPUTS_LABEL, env) == inputs:
-            return tag
-    if not base_image_ref:
-        base_image(base, env)
-    build(tag, base, inputs, env)
-    if archive:
-        for stale in archive.parent.glob("tritonfleet-ee-*.tar"):
-            stale.unlink()
-        partial = archive.with_suffix(".partial")
-        _run(["podman", "tag", tag, ARCHIVE_TAG], env)
-        _run(["podman", "save", "--quiet", "--format", "docker-archive", "--output", str(partial), ARCHIVE_TAG], env)
-        partial.rename(archive)
+
+    def build_ee() -> None:
+        if not base_image_ref:
+            ee_base_image(base)
+        build(tag, base, inputs)
+
+    podman_images.cached_image(tag, inputs, build_ee, archive)
     return tag
 
 
@@ -212,8 +170,6 @@ def main() -> int:
     parser.add_argument("--base-image", help="use this base image instead of building one from Debian's packages")
     parser.add_argument("--archive-dir", type=Path, help="keep (and reuse) a podman save archive of the image here")
     args = parser.parse_args()
-    if args.archive_dir:
-        args.archive_dir.mkdir(parents=True, exist_ok=True)
     print(ensure_image(args.tag, args.base_image, args.archive_dir))
     return 0
 

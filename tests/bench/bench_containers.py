@@ -1,10 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the container install method on this machine against the native (wheel) one.
 
-Prints, in one run:
-- the tritonserver image build (``tests/support/container_images.py``): cold (Debian rootfs from
-  Debian's registry, import, the server layer, the saved archive; the wheel already cached),
-  cached (the image is in podman's storage), and restored (only the saved archive is left);
+Prints, in one run (the image builds: tests/bench/bench_images.py):
 - service start to ready, container and native: the supervised program is stopped from outside
   (``podman kill`` of the container, SIGKILL of the native server) and the clock runs from the new
   program's start (the launcher that becomes the engine's client or the server) to
@@ -38,26 +35,6 @@ from support.local_site import LocalSite, changed
 
 SUPERVISOR_STARTSECS = 5
 CONTAINER = "tf-bench-ctr"
-
-
-def timed(call) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
-
-
-def image_figures() -> dict[str, float]:
-    """Cold build, cached, and restored from the archive, of the tritonserver image."""
-    podman = container_images.podman()
-    base = container_images.base_image()
-    subprocess.run([*podman, "rmi", "--force", container_images.TRITONSERVER_REFERENCE, base], capture_output=True)
-    for archive in container_images.IMAGE_CACHE.glob("tritonserver-*"):
-        archive.unlink()
-    cold = timed(container_images.tritonserver_image)
-    cached = timed(container_images.tritonserver_image)
-    subprocess.run([*podman, "rmi", "--force", container_images.TRITONSERVER_REFERENCE], capture_output=True)
-    restored = timed(container_images.tritonserver_image)
-    return {"cold": cold, "cached": cached, "restored": restored}
 
 
 def play_ok(site: LocalSite, playbook: str) -> tuple[float, int]:
@@ -109,7 +86,6 @@ def kill_native_server(site: LocalSite) -> None:
 
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    images = image_figures()
     image = container_images.tritonserver_image()
     work = Path(tempfile.mkdtemp(prefix="tf-bench-ctr-", dir="/tmp"))
     work.chmod(0o755)
@@ -144,9 +120,6 @@ def main() -> None:
         for site in sites.values():
             site.play("remove.yml")
         shutil.rmtree(work, ignore_errors=True)
-    print(f"image build, cold (rootfs, import, server layer, archive): {images['cold']:7.1f} s")
-    print(f"image build, cached in podman's storage:                  {images['cached']:7.1f} s")
-    print(f"image build, restored from the saved archive:             {images['restored']:7.1f} s")
     for name in ("native", "container"):
         median = statistics.median(noops[name])
         print(f"{name:9} first converge {firsts[name]:6.2f} s; no-op converge median {median:5.2f} s "

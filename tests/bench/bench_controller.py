@@ -43,9 +43,9 @@ import ansible.module_utils  # noqa: E402  (path set-up above, as tests/conftest
 ansible.module_utils.__path__.append(str(TESTS.parent / "module_utils"))
 
 from bench_rollout import _busy_cpu_s, _children, _rss_kib  # noqa: E402
-from build_ee import podman_env  # noqa: E402
 from fleet.harness import Fleet  # noqa: E402
 from fleet.profiles import parse_spec  # noqa: E402
+from podman_images import podman_env  # noqa: E402
 from support.awx_runner import IMAGE, ee_image, runner_argv, runner_group_vars, runner_private_dir  # noqa: E402
 from test_fleet_rollout_common import REPO_ROOT, fleet_group_vars, playbook_argv, playbook_env, write_vars  # noqa: E402
 

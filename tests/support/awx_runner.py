@@ -29,7 +29,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 sys.path.insert(0, str(REPO_ROOT / "tools"))
-import build_ee  # noqa: E402  (tools/ is not a package)
+import podman_images  # noqa: E402  (tools/ is not a package)
 
 
 class Relay:
@@ -188,9 +188,11 @@ def runner_argv(
 def run_runner(
     private: Path, ident: str, playbook: str, image: str, extra: dict[str, Any] | None = None, forks: int = 8
 ) -> subprocess.CompletedProcess[str]:
-    """Run :func:`runner_argv` with podman's settings (build_ee.podman_env)."""
+    """Run :func:`runner_argv` with podman's settings (podman_images.podman_env)."""
     argv = runner_argv(private, ident, playbook, image, extra, forks)
-    return subprocess.run(argv, env=build_ee.podman_env(), capture_output=True, text=True, timeout=1500, check=False)
+    return subprocess.run(
+        argv, env=podman_images.podman_env(), capture_output=True, text=True, timeout=1500, check=False
+    )
 
 
 def stats_event(private: Path, ident: str) -> dict[str, Any]:

@@ -36,7 +36,6 @@ Example::
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -46,8 +45,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import yaml
@@ -57,6 +55,9 @@ from ansible.module_utils.triton_server_layout import WHEEL_LIBS_DIR, WHEEL_SERV
 from support.plans import base_host, make_plan
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "tools"))
+from podman_images import file_lock  # noqa: E402  (tools/ is not a package; one lock helper for all caches)
+
 CACHE_DIR = REPO_ROOT / "tests" / ".work" / "cache"
 WHEEL_REQUIREMENT = "nvidia-pytriton==0.7.0"
 WHEEL_GLOB = "nvidia_pytriton-0.7.0-*.whl"
@@ -66,16 +67,9 @@ SERVER_VERSION = "2.51.0"
 CPU_PLAN = make_plan(base_host())
 
 
-@contextmanager
-def cache_lock(name: str) -> Iterator[None]:
+def cache_lock(name: str) -> AbstractContextManager[None]:
     """Serialise parallel test processes on one named lock under the shared cache dir."""
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with (CACHE_DIR / f".lock-{name}").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return file_lock(CACHE_DIR / f".lock-{name}")
 
 
 def pytriton_wheel() -> Path:
