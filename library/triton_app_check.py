@@ -4,15 +4,16 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.triton_app import AppError, AppService, make_checks, read_manifest, server_release
+from ansible.module_utils.triton_app import AppError, AppService, make_checks, server_release
 from ansible.module_utils.triton_app_check import AppCheckError
 from ansible.module_utils.triton_nvml import load_nvml
+from ansible.module_utils.triton_release_lifecycle import CURRENT_LINK, ManifestError, read_manifest
+from ansible.module_utils.triton_runtime import RuntimeSectionError
 from ansible.module_utils.triton_service import ServiceConfigError
-from ansible.module_utils.triton_service_config import detect_service_manager
+from ansible.module_utils.triton_service_config import service_manager_for
 
 DOCUMENTATION = r"""
 ---
@@ -53,7 +54,11 @@ options:
     description: supervisord program or systemd unit name whose main process is checked.
     type: str
   manager:
-    description: Service manager of O(service).
+    description:
+      - Service manager of the application (the server's; the role passes C(triton_service_manager)).
+      - C(auto) is the host's service manager as the C(triton_host.service_manager) fact decides it
+        (C(triton_host.probe_service_manager)) - systemd where systemd manages services, supervisord elsewhere -
+        the same decision the triton_service role reads.
     type: str
     choices: [auto, systemd, supervisor]
     default: auto
@@ -177,17 +182,13 @@ def main() -> None:
     root = Path(p["root"])
     try:
         triton_home, server_manifest, library = server_release(root / p["install_prefix"].lstrip("/"))
-        deployed = read_manifest(Path(p["app_root"]) / "current") if p["app_root"] else None
+        deployed = read_manifest(Path(p["app_root"]) / CURRENT_LINK) if p["app_root"] else None
         binary = Path(p["binary"]) if p["binary"] else Path(deployed["argv"][0]) if deployed else None
         environment = p["environment"] if p["environment"] is not None else (deployed or {}).get("environment", {})
         pid, not_running = p["pid"], None
         program = p["service"] or (deployed or {}).get("program")
         if pid is None and program:
-            manager = (
-                p["manager"]
-                if p["manager"] != "auto"
-                else detect_service_manager(root, bool(shutil.which("systemctl")))
-            )
+            manager = service_manager_for(p["manager"], root)
             service = AppService(
                 {"supervisor": {"socket": p["supervisor_socket"]}}, manager, module.run_command, program
             )
@@ -202,7 +203,7 @@ def main() -> None:
                 "needs one of them. Pass app_root for an application triton_app deployed."
             )
         probed = probe() if p["probe"] else None
-    except (AppError, AppCheckError, ServiceConfigError, OSError) as err:
+    except (AppError, AppCheckError, ManifestError, RuntimeSectionError, ServiceConfigError, OSError) as err:
         module.fail_json(msg=str(err))
     findings = app_check["findings"] + ((probed or {}).get("findings") or [])
     errors = [f for f in findings if f["severity"] == "error"]

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,8 +11,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.triton_app import AppError, AppService, ReleaseMissing, deploy, make_checks, plan_release
 from ansible.module_utils.triton_app_check import AppCheckError
 from ansible.module_utils.triton_nvml import load_nvml
+from ansible.module_utils.triton_runtime import RuntimeSectionError
 from ansible.module_utils.triton_service import ServiceConfigError
-from ansible.module_utils.triton_service_config import Outcome, detect_service_manager, ensure_directory
+from ansible.module_utils.triton_service_config import Outcome, ensure_directory, service_manager_for
 from ansible.module_utils.triton_service_run import log_tail
 
 DOCUMENTATION = r"""
@@ -111,7 +111,11 @@ options:
     type: str
     required: true
   manager:
-    description: Service manager; C(auto) applies the server's rule (PID 1, systemd's canaries).
+    description:
+      - Service manager of the application (the server's; the role passes C(triton_service_manager)).
+      - C(auto) is the host's service manager as the C(triton_host.service_manager) fact decides it
+        (C(triton_host.probe_service_manager)) - systemd where systemd manages services, supervisord elsewhere -
+        the same decision the triton_service role reads.
     type: str
     choices: [auto, systemd, supervisor]
     default: auto
@@ -276,14 +280,10 @@ def main() -> None:
         # Check mode on a host whose release this run would install first.
         module.exit_json(changed=True, release=None, previous=None, source_missing=False, rolled_back=False,
                          actions=[f"deploy {p['name']} once the Triton release is installed"])  # fmt: skip
-    except AppError as err:
+    except (AppError, RuntimeSectionError) as err:
         module.fail_json(msg=str(err))
     try:
-        manager = (
-            p["manager"]
-            if p["manager"] != "auto"
-            else detect_service_manager(Path("/"), bool(shutil.which("systemctl")))
-        )
+        manager = service_manager_for(p["manager"])
         service = AppService(p, manager, module.run_command)
         outcome = Outcome()
         ensure_directory(Path(p["state_dir"]), p["user"], p["group"], 0o750, module.check_mode, outcome)

@@ -4,9 +4,13 @@
 Layout on the host (``root`` = ``/opt/tritonfleet/apps/<name>``)::
 
     sources/<source digest>.tar         the application's files as they came from the controller
-    releases/<release id>/              source + build output + ``tritonfleet-launch`` + manifest
+    releases/<release id>/              source + build output + ``tritonfleet-launch`` + manifest.json
     current -> releases/<id>            what the service runs (``current/tritonfleet-launch``)
     previous -> releases/<id>           what a failed update goes back to
+
+The releases live the one release lifecycle (``triton_release_lifecycle``): staged, manifest
+written last, promoted by one rename, links replaced atomically, leftovers and old releases
+removed as for server and model releases.
 
 A release id hashes the source, the build command and the launcher (the command line and the
 environment: ``plan.runtime.env`` verbatim, the release's ``lib/`` on the loader path, the host's
@@ -38,26 +42,22 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ansible.module_utils.triton_app_check import AppCheckError, plan_runtime
+from ansible.module_utils import triton_release_lifecycle as lifecycle
 from ansible.module_utils.triton_release_tree import (
+    INSTANCE_GROUPS_NAME,
     ReleaseError,
-    digest_entries,
     extract_archive,
-    file_sha256,
-    is_executable,
-    tree_digest,
     tree_files,
     write_archive,
 )
+from ansible.module_utils.triton_runtime import plan_runtime
 from ansible.module_utils.triton_service import SYSTEM_PATH, server_env
 from ansible.module_utils.triton_service_config import MANAGED, exec_as_lines
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 PROGRAM_PREFIX = "tritonfleet-app-"
 LAUNCHER = "tritonfleet-launch"
-# Hidden at the release's top level, so the release's own digest leaves it out.
-MANIFEST = ".tritonfleet-app.json"
-STAGING_PREFIX = ".staging-"
+SOURCES_DIR = "sources"
 # Variables the plan decides (plan.runtime.env) or the launcher sets: an application's own
 # environment may not override them.
 RESERVED_PREFIXES = ("CUDA_", "NVIDIA_", "TRITONFLEET_")
@@ -120,24 +120,26 @@ def pack_source(src: Path, build_dir: Path, name: str) -> dict[str, Any]:
             shutil.copy2(src, Path(temporary) / src.name)
             return pack_source(Path(temporary), build_dir, name)
     try:
-        digest = tree_digest(src)
+        files = tree_files(src)
     except ReleaseError as err:
         raise AppError(
             f"The application source {src} is not a directory or file on the controller ({err}). triton_app_src "
             "names the application's files (a binary, a script, or a source tree with its build command). "
             "Fix triton_app_src, or set triton_app_remote_src for files already on the host."
         ) from err
+    digest = lifecycle.tree_digest(src)
     archive = build_dir / f"app-{name}-{digest}.tar"
     if not archive.is_file():
         build_dir.mkdir(parents=True, exist_ok=True)
         write_archive(src, archive)
-    return {"digest": digest, "archive": str(archive), "files": len(tree_files(src))}
+    return {"digest": digest, "archive": str(archive), "files": len(files)}
 
 
 def _source_digest(path: Path) -> str:
+    """The content digest of a host source: a directory's ``tree_digest``, or that of a tree holding one file."""
     if path.is_file():
-        return digest_entries([(path.name, is_executable(path), file_sha256(path))])
-    return tree_digest(path)
+        return lifecycle.digest_entries([lifecycle.file_entry(path.name, path)])
+    return lifecycle.tree_digest(path)
 
 
 def _copy_source(path: Path, staging: Path) -> None:
@@ -166,10 +168,7 @@ def launch_environment(
     then every variable of ``plan.runtime.env``, then the ``TRITONFLEET_*`` locations and the
     application's own variables.
     """
-    try:
-        runtime = plan_runtime(plan)
-    except AppCheckError as err:
-        raise AppError(str(err)) from err
+    runtime = plan_runtime(plan)
     env = server_env(plan, server_manifest, {"release_dir": triton_home, "state_dir": state_dir})
     env.update({str(k): str(v) for k, v in runtime["env"].items()})
     env.update(
@@ -183,14 +182,19 @@ def launch_environment(
     return env
 
 
+def build_environment(plan: Mapping[str, Any], triton_home: str) -> dict[str, str]:
+    """The environment of the build command: where Triton is (``TRITON_HOME``) and ``plan.runtime.env`` verbatim."""
+    return {"TRITON_HOME": triton_home, **{str(k): str(v) for k, v in plan_runtime(plan)["env"].items()}}
+
+
 def launch_argv(
-    release_dir: Path, command: str, args: Sequence[str], plan: Mapping[str, Any], server_args: bool
+    release: Path, command: str, args: Sequence[str], plan: Mapping[str, Any], server_args: bool
 ) -> list[str]:
     """The application's command line: its command (in the release unless absolute), args, plan.runtime.server_args."""
-    executable = command if os.path.isabs(command) else str(release_dir / command)
+    executable = command if os.path.isabs(command) else str(release / command)
     argv = [executable, *[str(a) for a in args]]
     if server_args:
-        argv += [str(a) for a in (plan.get("runtime") or {}).get("server_args") or []]
+        argv += [str(a) for a in plan_runtime(plan)["server_args"]]
     return argv
 
 
@@ -210,60 +214,36 @@ def launcher_text(name: str, env: Mapping[str, str], argv: Sequence[str], user: 
 
 def release_id(source_digest: str, build_command: Sequence[str] | None, launcher_template: str) -> str:
     """Hash what makes a release: source, build command, launcher (``@RELEASE@`` standing for its own path)."""
-    return digest_entries(
+    return lifecycle.digest_entries(
         [
-            ("source", False, source_digest),
-            ("build", False, json.dumps(list(build_command or []))),
-            ("launcher", True, launcher_template),
+            ("source", "-", source_digest),
+            ("build", "-", json.dumps(list(build_command or []))),
+            ("launcher", "x", launcher_template),
         ]
     )
 
 
-# --- releases on the host ----------------------------------------------------------------------
+# --- releases on the host (the release lifecycle of triton_release_lifecycle) ------------------
 
 
-def read_manifest(release_dir: Path) -> dict[str, Any] | None:
-    """The manifest of an application release, or None for a missing or half-written one."""
-    try:
-        data = json.loads((release_dir / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+def source_archive(root: Path, digest: str) -> Path:
+    """Where the source a release is made from lies on the host: ``<root>/sources/<digest>.tar``."""
+    return root / SOURCES_DIR / f"{digest}.tar"
 
 
-def linked(root: Path, link: str) -> str | None:
-    """The release id ``<root>/<link>`` points at, or None."""
-    path = root / link
-    return Path(os.readlink(path)).name if path.is_symlink() else None
+def prune_releases(root: Path, keep: int, protected: Sequence[str]) -> list[str]:
+    """Prune releases as every release kind is pruned, then the uploaded sources no remaining release was made from.
 
-
-def point(root: Path, link: str, release: str) -> None:
-    """Point ``<root>/<link>`` at ``releases/<release>`` atomically (a relative link)."""
-    temporary = root / f".{link}.tmp-{os.getpid()}"
-    if temporary.is_symlink():
-        temporary.unlink()
-    os.symlink(f"releases/{release}", temporary)
-    os.replace(temporary, root / link)
-
-
-def prune(root: Path, keep: int, protect: set[str]) -> list[str]:
-    """Remove releases (and their sources) beyond the ``keep`` newest, never a protected one; return the removed ids."""
-    releases = root / "releases"
-    if not releases.is_dir():
-        return []
-    complete = [p for p in releases.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    complete.sort(key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
-    removed = []
-    for old in complete[max(keep, 1) :]:
-        if old.name in protect:
-            continue
-        manifest = read_manifest(old) or {}
-        shutil.rmtree(old)
-        removed.append(old.name)
-        digest = manifest.get("source_digest")
-        in_use = any((read_manifest(p) or {}).get("source_digest") == digest for p in releases.iterdir() if p.is_dir())
-        if digest and not in_use:
-            (root / "sources" / f"{digest}.tar").unlink(missing_ok=True)
+    Returns the removed release ids.
+    """
+    removed = lifecycle.prune(root, keep, protected, check_mode=False)
+    sources = root / SOURCES_DIR
+    if removed and sources.is_dir():
+        releases = (root / lifecycle.RELEASES_DIR).iterdir()
+        in_use = {(lifecycle.complete_manifest(entry) or {}).get("source_digest") for entry in releases}
+        for archive in sources.glob("*.tar"):
+            if archive.stem not in in_use:
+                archive.unlink()
     return removed
 
 
@@ -276,17 +256,16 @@ def stage_release(
     manifest: Mapping[str, Any],
     run: Callable[..., subprocess.CompletedProcess],
 ) -> Path:
-    """Lay a new release out: source, build (in the staging directory), launcher, manifest last, rename.
+    """Lay a new release out: source, build (in the staging directory), launcher, manifest last, promote.
 
     ``source`` is ``{digest, archive}`` (from the controller, checked against its digest) or
-    ``{digest, path}`` (already on the host). A failing build raises AppError with its output;
-    the staging directory is removed and nothing else changes.
+    ``{digest, path}`` (already on the host). Leftovers of interrupted runs go first. A failing
+    build raises AppError with its output; the staging directory is removed and nothing else
+    changes.
     """
-    releases = root / "releases"
-    releases.mkdir(parents=True, exist_ok=True)
-    for leftover in releases.glob(f"{STAGING_PREFIX}*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    staging = releases / f"{STAGING_PREFIX}{release}"
+    (root / lifecycle.RELEASES_DIR).mkdir(parents=True, exist_ok=True)
+    lifecycle.remove_leftovers(root, check_mode=False, complete=lifecycle.has_manifest)
+    staging = lifecycle.staging_dir(root, release)
     try:
         if source.get("archive"):
             try:
@@ -296,7 +275,7 @@ def stage_release(
                     f"The application's source archive {source['archive']} cannot be unpacked ({err}). It is the "
                     "archive triton_app uploads from the controller. Rerun the play (it is uploaded again)."
                 ) from err
-            found = tree_digest(staging)
+            found = lifecycle.tree_digest(staging)
         else:
             _copy_source(Path(source["path"]), staging)
             found = _source_digest(Path(source["path"]))
@@ -308,17 +287,26 @@ def stage_release(
             )
         if build and build.get("command"):
             _build(staging, build, run)
-        (staging / LAUNCHER).write_text(launcher.replace("@RELEASE@", str(releases / release)), encoding="utf-8")
+        if (staging / lifecycle.MANIFEST_NAME).exists():
+            raise AppError(
+                f"The application's files hold a {lifecycle.MANIFEST_NAME} at their top level (from its source or "
+                f"its build, in {staging}): that name is the release's own record, written last "
+                "(docs/architecture.md, Release lifecycle). Supported: any other name at the top level, any name "
+                "below it. Move or rename that file in the application and rerun; the running application is "
+                "unchanged."
+            )
+        (staging / LAUNCHER).write_text(
+            launcher.replace("@RELEASE@", str(lifecycle.release_dir(root, release))), "utf-8"
+        )
         os.chmod(staging / LAUNCHER, 0o755)
         for directory, _dirs, _files in os.walk(staging):
             os.chmod(directory, 0o755)
-        data = dict(manifest, release=release, files_sha256=tree_digest(staging), created=time.time())
-        (staging / MANIFEST).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        final = releases / release
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(staging, final)
-        return final
+        data = dict(
+            manifest, release=release, files_sha256=lifecycle.manifest_tree_digest(staging), created=time.time()
+        )
+        lifecycle.write_manifest(staging, data)
+        lifecycle.promote(root, staging, release)
+        return lifecycle.release_dir(root, release)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -344,10 +332,9 @@ def _build(staging: Path, build: Mapping[str, Any], run: Callable[..., subproces
         )
 
 
-def release_is_intact(release_dir: Path) -> bool:
-    """True when a release has its manifest and its files still hash to what the manifest recorded."""
-    manifest = read_manifest(release_dir)
-    return bool(manifest) and manifest.get("files_sha256") == tree_digest(release_dir)
+def release_is_intact(root: Path, release: str) -> bool:
+    """True when release ``release`` is complete and its files still hash to what its manifest recorded."""
+    return lifecycle.manifest_matches(lifecycle.release_dir(root, release), {"release": release})
 
 
 def check_findings(result: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -541,15 +528,13 @@ def deploy(
     root = Path(params["root"])
     wanted = plan_release()
     release = wanted["release"]
-    release_dir = root / "releases" / release
-    current = linked(root, "current")
+    target = lifecycle.release_dir(root, release)
+    current = lifecycle.linked_release(root, lifecycle.CURRENT_LINK)
     actions: list[str] = []
     result: dict[str, Any] = {"changed": False, "release": release, "previous": current, "actions": actions}
     result.update(app_check=None, probe=None, service_manager=service.manager, rolled_back=False)
     missing_source = (
-        not release_dir.is_dir()
-        and not wanted["source"].get("path")
-        and not Path(wanted["source"]["archive"]).is_file()
+        not target.is_dir() and not wanted["source"].get("path") and not Path(wanted["source"]["archive"]).is_file()
     )
     if missing_source and check_mode:
         actions.append(f"upload the source, stage, build and check release {release}, then switch to it")
@@ -559,14 +544,13 @@ def deploy(
         result["source_missing"] = True
         return result
     result["source_missing"] = False
-    intact = release_dir.is_dir() and release_is_intact(release_dir)
-    if not intact:
-        actions.append(f"stage and build release {release} into {release_dir}")
+    if not release_is_intact(root, release):
+        actions.append(f"stage and build release {release} into {target}")
         if not check_mode:
             stage_release(
                 root, release, wanted["source"], wanted.get("build"), wanted["launcher"], wanted["manifest"], run_build
             )
-    binary = Path(wanted["binary"].replace("@RELEASE@", str(release_dir)))
+    binary = Path(wanted["binary"].replace("@RELEASE@", str(target)))
     outcome = Outcome()
     config_changed = service.write_config(check_mode, outcome)
     actions += outcome.changes
@@ -574,7 +558,8 @@ def deploy(
     if check_mode:
         if switching:
             actions.append(
-                f"check release {release}, then point {root / 'current'} at it and restart {service.program}"
+                f"check release {release}, then point {root / lifecycle.CURRENT_LINK} at it "
+                f"and restart {service.program}"
             )
         result["changed"] = bool(actions)
         result["diff"] = outcome.diff
@@ -592,9 +577,9 @@ def deploy(
                 {**result, "refused": True},
             )
         if current:
-            point(root, "previous", current)
-        point(root, "current", release)
-        actions.append(f"point {root / 'current'} at releases/{release}")
+            lifecycle.point_link(root, lifecycle.PREVIOUS_LINK, current)
+        lifecycle.point_link(root, lifecycle.CURRENT_LINK, release)
+        actions.append(f"point {root / lifecycle.CURRENT_LINK} at {lifecycle.RELEASES_DIR}/{release}")
         actions += [f"{a} {service.program}" for a in service.restart(config_changed)]
     else:
         actions += [
@@ -626,8 +611,8 @@ def deploy(
             {**result, "findings": failed},
         )
     if not check_mode:
-        protect = {r for r in (release, linked(root, "previous")) if r}
-        actions += [f"prune release {r}" for r in prune(root, int(params["keep_releases"]), protect)]
+        protected = [r for r in (release, lifecycle.linked_release(root, lifecycle.PREVIOUS_LINK)) if r]
+        actions += [f"prune release {r}" for r in prune_releases(root, int(params["keep_releases"]), protected)]
         result["changed"] = bool(actions)
     return result
 
@@ -636,11 +621,11 @@ def _roll_back(root: Path, previous: str | None, service: Any, params: Mapping[s
     """Put the previous release back and make it run again; return what happened, in words."""
     if previous is None:
         service.stop()
-        (root / "current").unlink(missing_ok=True)
-        actions.append(f"stop {service.program}; remove {root / 'current'} (no previous release)")
+        lifecycle.remove_link(root, lifecycle.CURRENT_LINK)
+        actions.append(f"stop {service.program}; remove {root / lifecycle.CURRENT_LINK} (no previous release)")
         return "the application is stopped (there was no previous release)"
-    point(root, "current", previous)
-    actions.append(f"point {root / 'current'} back at releases/{previous}")
+    lifecycle.point_link(root, lifecycle.CURRENT_LINK, previous)
+    actions.append(f"point {root / lifecycle.CURRENT_LINK} back at {lifecycle.RELEASES_DIR}/{previous}")
     actions += [f"{a} {service.program}" for a in service.restart(False)]
     failure = wait_running(service.status, float(params["start_timeout"]))
     if failure:
@@ -657,15 +642,18 @@ def server_release(install_prefix: Path) -> tuple[Path, dict[str, Any], Path]:
     Raises AppError for no release, a container release (its library lives in the image) or a
     release without ``lib/libtritonserver.so``.
     """
-    current = install_prefix / "current"
+    current = install_prefix / lifecycle.CURRENT_LINK
     try:
-        manifest = json.loads((current / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
+        manifest = lifecycle.read_manifest(current)
+    except lifecycle.ManifestError as err:
+        manifest, reason = None, str(err)
+    else:
+        reason = f"{current}/manifest.json does not exist"
+    if manifest is None:
         raise ReleaseMissing(
-            f"No installed Triton release to embed: {current / 'manifest.json'} cannot be read ({err}). An "
-            "embedded application links the release triton_install lays out. Run playbooks/site.yml (or the "
-            "triton_install role) on this host first."
-        ) from err
+            f"No installed Triton release to embed: {reason}. An embedded application links the release "
+            "triton_install lays out. Run playbooks/site.yml (or the triton_install role) on this host first."
+        )
     library = current / str(manifest.get("library") or "lib/libtritonserver.so")
     if manifest.get("method") == "container" or not library.is_file():
         raise AppError(
@@ -682,7 +670,7 @@ def plan_release(params: Mapping[str, Any]) -> dict[str, Any]:
     check_declaration(params)
     root = Path(params["root"])
     triton_home, server_manifest, library = server_release(Path(params["install_prefix"]))
-    home = str(Path(params["install_prefix"]) / "current")
+    home = str(Path(params["install_prefix"]) / lifecycle.CURRENT_LINK)
     env = launch_environment(
         params["plan"], server_manifest, home, params["state_dir"], params["model_repository"], params["env"] or {}
     )
@@ -700,10 +688,10 @@ def plan_release(params: Mapping[str, Any]) -> dict[str, Any]:
             )
         source["digest"] = _source_digest(path)
     else:
-        source["archive"] = str(root / "sources" / f"{source['digest']}.tar")
+        source["archive"] = str(source_archive(root, source["digest"]))
     build = None
     if params.get("build_command"):
-        build_env = {"TRITON_HOME": home, **{str(k): str(v) for k, v in params["plan"]["runtime"]["env"].items()}}
+        build_env = build_environment(params["plan"], home)
         build = {"command": list(params["build_command"]), "env": build_env, "timeout": params["build_timeout"]}
     release = release_id(source["digest"], params.get("build_command"), launcher)
     manifest = {
@@ -712,7 +700,7 @@ def plan_release(params: Mapping[str, Any]) -> dict[str, Any]:
         "source_digest": source["digest"],
         "source": source.get("path") or params.get("source_label") or source["archive"],
         "build_command": list(params.get("build_command") or []),
-        "argv": [a.replace("@RELEASE@", str(root / "releases" / release)) for a in argv],
+        "argv": [a.replace("@RELEASE@", str(lifecycle.release_dir(root, release))) for a in argv],
         "environment": env,
         "server_version": server_manifest.get("server_version"),
         "library": str(library),
@@ -773,7 +761,7 @@ def make_checks(
 
     def run_probe() -> dict[str, Any]:
         repository = Path(os.path.realpath(params["model_repository"]))
-        groups_file = repository / "instance_groups.json"
+        groups_file = repository / INSTANCE_GROUPS_NAME
         try:
             expected_groups = json.loads(groups_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):

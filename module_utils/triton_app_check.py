@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ansible.module_utils.triton_report import filter_environment
+from ansible.module_utils.triton_runtime import plan_runtime
 from ansible.module_utils.triton_server_check import gpu_memory_findings, measure_gpu_memory
 
 # The CUDA calls that put an application's own data or context on a GPU, by what they do.
@@ -311,19 +312,6 @@ def gpus_hidden(environment: Mapping[str, str]) -> bool:
 # --- judging -----------------------------------------------------------------------------------
 
 
-def plan_runtime(plan: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Return ``plan.runtime``, the one decision about devices, environment and options; AppCheckError without it."""
-    runtime = plan.get("runtime")
-    if not isinstance(runtime, Mapping) or not isinstance(runtime.get("env"), Mapping):
-        raise AppCheckError(
-            f"The plan has no runtime section (triton_plan.runtime is {runtime!r}). An embedded application, its "
-            "check and the in-process probe take their device environment and server options from plan.runtime, "
-            "decided once by preflight (docs/architecture.md). Rerun preflight (playbooks/preflight.yml) so that "
-            "triton_plan carries runtime."
-        )
-    return runtime
-
-
 def binary_findings(
     binary: Mapping[str, Any],
     plan: Mapping[str, Any],
@@ -447,8 +435,8 @@ def _compute_capability_findings(
 ) -> list[dict[str, Any]]:
     findings = []
     # The value the plan sets (null: the build's default), and the minimum Triton then applies.
-    wanted = (runtime.get("memory") or {}).get("min_supported_compute_capability")
-    effective = runtime.get("min_compute_capability") or wanted or plan.get("min_compute_capability")
+    wanted = runtime["memory"]["min_supported_compute_capability"]
+    effective = runtime["min_compute_capability"]
     used = set(plan.get("gpu_ids") or [])
     gpus = [g for g in host_gpus if not used or g.get("index") in used]
     floor = _cc(effective) if effective else None

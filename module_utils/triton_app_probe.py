@@ -42,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ansible.module_utils.triton_app_check import plan_runtime
+from ansible.module_utils.triton_runtime import plan_runtime
 from ansible.module_utils.triton_server_check import (
     compare_instance_groups,
     generate_inputs,
@@ -312,7 +312,7 @@ class _Inference:
         return None
 
 
-def _apply_options(api: _Triton, options: _P, request: Mapping[str, Any]) -> list[str]:
+def apply_options(api: _Triton, options: _P, request: Mapping[str, Any]) -> list[str]:
     """Set the server options of the request; return them as the tritonserver flags they mirror."""
     applied = []
     memory = request["memory"]
@@ -529,7 +529,7 @@ def run_in_process(request: Mapping[str, Any], out: Any, wait_for_parent: Callab
     api.call("TRITONSERVER_ServerOptionsNew", ctypes.byref(options))
     server = _P()
     try:
-        applied = _apply_options(api, options, request)
+        applied = apply_options(api, options, request)
         api.call("TRITONSERVER_ServerNew", ctypes.byref(server), options)
     finally:
         api.fn["TRITONSERVER_ServerOptionsDelete"](options)
@@ -608,7 +608,7 @@ def probe_request(
     infer_timeout: float,
 ) -> dict[str, Any]:
     """The JSON request the child gets: library, repository, backend directories, the plan's options, models."""
-    memory = plan_runtime(plan).get("memory") or {}
+    memory = plan_runtime(plan)["memory"]
     return {
         "library": str(library),
         "model_repository": str(model_repository),

@@ -34,6 +34,7 @@ from ansible.module_utils.triton_install_errors import InstallError
 from ansible.module_utils.triton_release_lifecycle import (
     CURRENT_LINK,
     complete_manifest,
+    has_manifest,
     linked_release,
     manifest_matches,
     manifest_tree_digest,
@@ -66,10 +67,6 @@ CONTAINER_SPEC = "container.json"
 # Bumped when every method's tree gains something (v2: lib/libtritonserver.so): a release laid
 # out by an older tritonfleet is then laid out again once.
 LAYOUT_VERSION = 2
-
-
-def _is_complete(directory: Path) -> bool:
-    return complete_manifest(directory) is not None
 
 
 def desired_identity(request: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -201,7 +198,7 @@ def install_release(request: Mapping[str, Any], check_mode: bool, run: Runner | 
         and (Path(request["archive"]).exists() or request["archive"] == request["source"])
     ):
         check_archive(Path(request["archive"]), request["sha256"], request["source"], staging_dir(prefix, version))
-    actions = [f"remove incomplete {p}" for p in remove_leftovers(prefix, check_mode, complete=_is_complete)]
+    actions = [f"remove incomplete {p}" for p in remove_leftovers(prefix, check_mode, complete=has_manifest)]
     manifest = complete_manifest(target)
     if not current:
         actions.append(f"install {request['method']} release {version} into {target}")

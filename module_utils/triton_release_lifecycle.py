@@ -7,14 +7,15 @@ Layout (docs/architecture.md, "Release lifecycle")::
     <root>/releases/.staging-<id>/         a release being made (never served)
     <root>/releases/.retired-<id>-<hex>/   a release being replaced (removed right after)
     <root>/current  -> releases/<id>       what the server serves
-    <root>/previous -> releases/<id>       the rollback target (model releases)
+    <root>/previous -> releases/<id>       the rollback target (model and application releases)
 
-Server releases (``<install prefix>``, id = server version) are complete once their
-``manifest.json`` exists: it is written last, into the staging directory, before the rename.
-Model releases (``<models root>``, id = content digest) are complete once their files hash to
-their id. Both are staged, promoted by one rename, pointed at by relative links replaced
-atomically, cleaned of leftovers of interrupted runs and pruned the same way, and both are
-hashed by ``tree_digest``. Pure functions over paths; nothing here exits or logs.
+Server releases (``<install prefix>``, id = server version) and embedded-application releases
+(``<apps>/<name>``, id = digest of source, build command and launcher) are complete once their
+``manifest.json`` exists (``has_manifest``): it is written last, into the staging directory,
+before the rename. Model releases (``<models root>``, id = content digest) are complete once
+their files hash to their id. All three are staged, promoted by one rename, pointed at by
+relative links replaced atomically, cleaned of leftovers of interrupted runs and pruned the
+same way, and hashed by ``tree_digest``. Pure functions over paths; nothing here exits or logs.
 """
 
 from __future__ import annotations
@@ -201,6 +202,11 @@ def complete_manifest(directory: Path) -> dict[str, Any] | None:
         return read_manifest(directory)
     except ManifestError:
         return None
+
+
+def has_manifest(directory: Path) -> bool:
+    """True when ``directory`` holds a usable manifest: the test of completeness for manifest-last releases."""
+    return complete_manifest(directory) is not None
 
 
 def write_manifest(directory: Path, manifest: Mapping[str, Any]) -> None:

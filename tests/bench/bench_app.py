@@ -30,12 +30,13 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from ansible.module_utils.triton_app import launch_environment  # noqa: E402 - after the module_utils path
 from ansible.module_utils.triton_app_probe import probe  # noqa: E402
-from support.runtime_plan import with_runtime  # noqa: E402
+from support.plans import base_host, make_plan  # noqa: E402
 from support.triton_dist import triton_release  # noqa: E402
 
 CHECK_TARGET_S = 0.5
 PROBE_TARGET_S = 3.0
-PLAN = with_runtime({"enable_gpu": False, "platform": "cpu", "gpu_ids": []})
+# The plan preflight makes for a CPU-only host like this one.
+PLAN = make_plan(base_host())
 CHECK = """
 import sys, time, json
 start = time.perf_counter()

@@ -12,7 +12,7 @@ built on the host with make, as the supervised program tritonfleet-app-demo. The
 - update to a release that dies at start: rolled back, the previous release runs again;
 - declare a KIND_GPU model under policy keep: refused in preflight with Triton's wording, nothing changed.
 
-The plan's runtime section comes from tests/support/runtime_plan until preflight computes it.
+The application reads the plan preflight computes, its runtime section included.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from pathlib import Path
 import pytest
 import yaml
 from support.local_site import SERVE_PLAY, local_host_vars, tear_down
-from support.runtime_plan import with_runtime
 from support.triton_dist import triton_release
 
 pytestmark = pytest.mark.integration
@@ -54,7 +53,6 @@ def site():
     base = Path(tempfile.mkdtemp(prefix="tf-e2e-app-", dir="/tmp"))
     base.chmod(0o755)
     triton_release(base / "opt")
-    runtime = with_runtime({"enable_gpu": False, "platform": "cpu", "gpu_ids": []})["runtime"]
     host_vars = local_host_vars(base, SERVICE_USER, SERVICE_UID, HTTP_PORT, EXAMPLES)
     host_vars |= {
         "triton_verify_expected_outputs": {"add_sub": ADD_SUB},
@@ -66,9 +64,6 @@ def site():
         "triton_app_args": ["--model", "add_sub", "--interval-ms", "500"],
         "triton_app_server_args": True,
         "triton_app_build_dir": str(base / "build" / "apps"),
-        # Until preflight computes plan.runtime: the adapter in tests/support/runtime_plan.py.
-        "tf_test_runtime": runtime,
-        "triton_app_plan": "{{ ansible_facts['triton_plan'] | combine({'runtime': tf_test_runtime}) }}",
     }
     inventory = base / "inventory.yml"
     inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": host_vars}}}))

@@ -31,7 +31,7 @@ from ansible.module_utils.triton_app_probe import probe, probe_findings
 from ansible.module_utils.triton_install import install_release
 from fleet.fakenvml import build_library as build_fake_nvml
 from support.elf_builds import build_library, build_program, call_all
-from support.runtime_plan import with_runtime
+from support.plans import base_host, dgpu_host, gpu, jetson_host, make_plan
 from support.triton_dist import triton_release
 
 pytestmark = pytest.mark.integration
@@ -39,10 +39,10 @@ pytestmark = pytest.mark.integration
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_APP = REPO_ROOT / "examples" / "embedded_app"
 EXAMPLES = REPO_ROOT / "examples" / "model_repository"
-CPU_PLAN = with_runtime(
-    {"release": "24.10", "server_version": "2.51.0", "enable_gpu": False, "platform": "cpu", "gpu_ids": []}
-)
-DGPU_CPU_PLAN = with_runtime({**CPU_PLAN, "platform": "dgpu", "hide_gpus": True}, [0])
+# Plans as preflight makes them (24.10 = server 2.51.0): this CPU-only machine, and a dGPU host
+# planned on the CPU (its GPU hidden, its pools 0).
+CPU_PLAN = make_plan(base_host())
+DGPU_CPU_PLAN = make_plan(dgpu_host([gpu(0, "NVIDIA L4", "8.9")]), enable_gpu="false")
 KIND_GPU_MESSAGE = "instance group add_gpu_0 of model add_gpu has kind KIND_GPU but no GPUs are available"
 ADD_SUB = {"OUTPUT0": [2.0, 4.0, 6.0, 8.0], "OUTPUT1": [0.0, 0.0, 0.0, 0.0]}
 
@@ -279,10 +279,7 @@ def test_jetson_root_with_a_tarball_release(tmp_path):
     archive = tmp_path / "tritonserver2.51.0-igpu.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tree, arcname="tritonserver")
-    plan = with_runtime(
-        {"release": "24.10", "server_version": "2.51.0", "enable_gpu": True, "platform": "jetson", "gpu_ids": [0],
-         "hide_gpus": False, "min_compute_capability": "6.0", "arch": "aarch64"}
-    )  # fmt: skip
+    plan = make_plan(jetson_host("orin-jp6"), "24.10", "tarball")
     install_release(
         {"prefix": str(root / "opt" / "tritonserver"), "method": "tarball", "plan": plan, "source": archive.name,
          "archive": str(archive), "sha256": hashlib.sha256(archive.read_bytes()).hexdigest(), "python_bin_dir": None,

@@ -10,24 +10,24 @@ from pathlib import Path
 import pytest
 from ansible.module_utils.triton_app import (
     LAUNCHER,
-    MANIFEST,
     AppError,
     check_declaration,
     deploy,
     launch_argv,
     launch_environment,
     launcher_text,
-    linked,
     pack_source,
     plan_release,
-    prune,
+    prune_releases,
     release_id,
     stage_release,
     wait_running,
 )
-from support.runtime_plan import with_runtime
+from ansible.module_utils.triton_release_lifecycle import MANIFEST_NAME, linked_release
+from ansible.module_utils.triton_runtime import RuntimeSectionError
+from support.plans import base_host, dgpu_host, gpu, make_plan
 
-CPU_PLAN = with_runtime({"enable_gpu": False, "platform": "cpu", "gpu_ids": []})
+CPU_PLAN = make_plan(base_host())
 SERVER_MANIFEST = {"server_version": "2.51.0", "python_bin_dir": "/opt/py/bin", "gpu_build": True, "method": "wheel"}
 
 
@@ -104,7 +104,7 @@ def test_unusable_declaration_is_refused(host, overrides, words):
 
 
 def test_environment_is_the_servers_plus_plan_runtime_verbatim():
-    plan = with_runtime({"enable_gpu": True, "platform": "dgpu", "gpu_ids": [1]}, [0, 1])
+    plan = make_plan(dgpu_host([gpu(0, "NVIDIA L4", "8.9"), gpu(1, "NVIDIA L4", "8.9")]), gpus=[1])
     env = launch_environment(plan, SERVER_MANIFEST, "/opt/tritonserver/current", "/var/lib/app", "/srv/m/current", {})
     assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID" and "CUDA_VISIBLE_DEVICES" not in env
     assert env["LD_LIBRARY_PATH"] == "/opt/tritonserver/current/lib"
@@ -116,7 +116,7 @@ def test_environment_is_the_servers_plus_plan_runtime_verbatim():
 
 
 def test_plan_without_runtime_is_refused():
-    with pytest.raises(AppError, match="The plan has no runtime section"):
+    with pytest.raises(RuntimeSectionError, match="The plan has no complete runtime section"):
         launch_environment({"enable_gpu": False, "platform": "cpu"}, SERVER_MANIFEST, "/t", "/s", "/m", {})
 
 
@@ -175,12 +175,27 @@ def test_stage_from_archive_builds_and_writes_manifest_last(host, tmp_path):
         root, wanted["release"], wanted["source"], wanted["build"], wanted["launcher"], wanted["manifest"], run_real
     )
     assert (release / "out.txt").read_text() == "built\n"
-    manifest = json.loads((release / MANIFEST).read_text())
+    manifest = json.loads((release / MANIFEST_NAME).read_text())
     assert manifest["source_digest"] == packed["digest"] and manifest["build_command"] == ["sh", "app.sh"]
     assert manifest["argv"][0] == str(release / "app.sh") and manifest["environment"]["CUDA_VISIBLE_DEVICES"] == ""
     launcher = (release / LAUNCHER).read_text()
     assert "@RELEASE@" not in launcher and f"{release}/app.sh" in launcher
     assert not list((root / "releases").glob(".staging-*"))
+
+
+def test_staging_clears_what_interrupted_runs_left(host):
+    p = params(host)
+    wanted = plan_release(p)
+    root = Path(p["root"])
+    half_made = root / "releases" / "0123abcd"
+    half_made.mkdir(parents=True)
+    (half_made / "app.sh").write_text("no manifest: the run died before it was complete\n")
+    (root / "releases" / ".staging-feed").mkdir()
+    (root / "releases" / ".retired-feed-00").mkdir()
+    release = stage_release(
+        root, wanted["release"], wanted["source"], None, wanted["launcher"], wanted["manifest"], run_real
+    )
+    assert sorted(e.name for e in (root / "releases").iterdir()) == [release.name]
 
 
 def test_failed_build_leaves_no_release(host):
@@ -194,6 +209,16 @@ def test_failed_build_leaves_no_release(host):
         )
     assert "exited 3" in str(caught.value) and "error: no compiler" in str(caught.value)
     assert "the running application is unchanged" in str(caught.value)
+    assert list((root / "releases").iterdir()) == []
+
+
+def test_source_with_its_own_top_level_manifest_is_refused(host):
+    (host / "src" / "manifest.json").write_text('{"the application": "its own file"}\n')
+    p = params(host)
+    wanted = plan_release(p)
+    root = Path(p["root"])
+    with pytest.raises(AppError, match=r"hold a manifest\.json at their top level"):
+        stage_release(root, wanted["release"], wanted["source"], None, wanted["launcher"], wanted["manifest"], run_real)
     assert list((root / "releases").iterdir()) == []
 
 
@@ -220,11 +245,11 @@ def test_prune_keeps_current_and_previous(tmp_path):
     for index, name in enumerate(["a", "b", "c", "d"]):
         release = root / "releases" / name
         release.mkdir(parents=True)
-        (release / MANIFEST).write_text(json.dumps({"source_digest": name}))
+        (release / MANIFEST_NAME).write_text(json.dumps({"source_digest": name}))
         (root / "sources").mkdir(exist_ok=True)
         (root / "sources" / f"{name}.tar").write_text("x")
         os.utime(release, (1000 + index, 1000 + index))
-    assert prune(root, 2, {"a"}) == ["b"]
+    assert prune_releases(root, 2, ["a"]) == ["b"]
     assert sorted(p.name for p in (root / "releases").iterdir()) == ["a", "c", "d"]
     assert sorted(p.name for p in (root / "sources").iterdir()) == ["a.tar", "c.tar", "d.tar"]
 
@@ -307,7 +332,7 @@ def test_first_deploy_checks_then_switches_and_reruns_change_nothing(host):
     service = FakeService()
     result, checks, wanted = run_deploy(host, service)
     root = host / "apps" / "demo"
-    assert linked(root, "current") == wanted["release"] and linked(root, "previous") is None
+    assert linked_release(root, "current") == wanted["release"] and linked_release(root, "previous") is None
     assert checks == [(str(root / "releases" / wanted["release"] / "app.sh"), None), ("probe",), (checks[2][0], 4242)]
     assert service.calls == [("restart", True)] and result["changed"] is True
 
@@ -329,7 +354,7 @@ def test_refused_release_never_takes_over(host):
         run_deploy(host, update, check_findings=[ERROR])
     assert f"release {first['release']} keeps running" in str(caught.value)
     assert "[app_cuda_calls] imports cudaMalloc (fix: drop it)" in str(caught.value)
-    assert linked(host / "apps" / "demo", "current") == first["release"]
+    assert linked_release(host / "apps" / "demo", "current") == first["release"]
     assert update.calls == [] and caught.value.details["refused"] is True
 
 
@@ -337,7 +362,7 @@ def test_probe_finding_refuses_the_release_too(host):
     finding = {"severity": "error", "code": "probe_load_failed", "message": "model m: has kind KIND_GPU", "fix": "auto"}
     with pytest.raises(AppError, match="probe_load_failed"):
         run_deploy(host, FakeService(), probe_findings=[finding])
-    assert linked(host / "apps" / "demo", "current") is None
+    assert linked_release(host / "apps" / "demo", "current") is None
 
 
 def test_update_that_fails_while_running_is_rolled_back(host):
@@ -351,7 +376,7 @@ def test_update_that_fails_while_running_is_rolled_back(host):
     assert f"release {first['release']} was put back and runs again" in message
     assert "does not stay up: FAILED" in message and "log tail" in message
     root = host / "apps" / "demo"
-    assert linked(root, "current") == first["release"]
+    assert linked_release(root, "current") == first["release"]
     assert update.calls == [("restart", False), ("restart", False)]
     assert caught.value.details["rolled_back"] is True
 

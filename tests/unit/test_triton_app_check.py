@@ -18,23 +18,18 @@ from ansible.module_utils.triton_app_check import (
     read_process,
     resolve_library,
 )
+from ansible.module_utils.triton_runtime import RuntimeSectionError
 from fakes.fake_nvml import ProcessNvml
 from support.elf_builds import build_library, build_program, call_all
-from support.runtime_plan import with_runtime
+from support.plans import base_host, dgpu_host, gpu, jetson_host, make_plan, with_containers
 
 MIB = 1024 * 1024
-CPU_PLAN = with_runtime({"enable_gpu": False, "platform": "cpu", "gpu_ids": []})
-DGPU_CPU_PLAN = with_runtime({"enable_gpu": False, "platform": "dgpu", "gpu_ids": [], "hide_gpus": True}, [0])
-GPU_PLAN = with_runtime({"enable_gpu": True, "platform": "dgpu", "gpu_ids": [0], "min_compute_capability": "6.0"})
-NANO_PLAN = with_runtime(
-    {
-        "enable_gpu": True,
-        "platform": "jetson",
-        "gpu_ids": [0],
-        "min_compute_capability": "6.0",
-        "min_supported_compute_capability": "5.3",
-    }
-)
+# Plans as preflight makes them: a CPU host; a dGPU host planned on the CPU; the same host on its
+# GPU (minimum 6.0); a Jetson Nano, whose 5.3 the plan lowers the release's 6.0 minimum to.
+CPU_PLAN = make_plan(base_host())
+DGPU_CPU_PLAN = make_plan(dgpu_host([gpu(0, "NVIDIA L4", "8.9")]), enable_gpu="false")
+GPU_PLAN = make_plan(dgpu_host([gpu(0, "NVIDIA L4", "8.9")]))
+NANO_PLAN = make_plan(jetson_host("nano-jp4"), "2.19.0", "tarball")
 NANO_GPU = [{"index": 0, "name": "NVIDIA Tegra X1", "compute_capability": "5.3"}]
 POOLS = ("TRITONSERVER_ServerOptionsSetPinnedMemoryPoolByteSize", "TRITONSERVER_ServerOptionsSetCudaMemoryPoolByteSize")
 MIN_CC = "TRITONSERVER_ServerOptionsSetMinSupportedComputeCapability"
@@ -229,7 +224,9 @@ def test_gpu_plan_that_needs_a_lower_minimum_needs_the_setter(libs):
 
 
 def test_gpu_plan_whose_minimum_excludes_the_host_gpus(libs):
-    plan = with_runtime({"enable_gpu": True, "platform": "dgpu", "gpu_ids": [0], "min_compute_capability": "7.5"})
+    # A 25.08 container plan applies the image's 7.5; the host's GPU 0 is now a 6.0 (the plan is stale).
+    host = with_containers(dgpu_host([gpu(0, "NVIDIA H100 80GB HBM3", "9.0")], driver="580.65.06"))
+    plan = make_plan(host, "25.08", "container")
     gpus = [{"index": 0, "name": "Tesla P100", "compute_capability": "6.0"}]
     findings = judge(libs, program(libs, "excluded", MIN_CC), plan, {"LD_LIBRARY_PATH": str(libs["dirs"]["gpu"])}, gpus)
     assert codes(findings) == ["app_compute_capability"]
@@ -261,7 +258,7 @@ def test_script_resolves_the_library_through_its_environment(libs, tmp_path):
 
 def test_plan_without_runtime_is_refused(libs):
     app = program(libs, "noruntime", *POOLS)
-    with pytest.raises(AppCheckError, match="The plan has no runtime section"):
+    with pytest.raises(RuntimeSectionError, match="The plan has no complete runtime section"):
         judge(libs, app, {"enable_gpu": False}, {})
 
 

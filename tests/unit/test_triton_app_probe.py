@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.triton_app_check import AppCheckError
 from ansible.module_utils.triton_app_probe import (
     decode_tensor,
     descendants,
@@ -19,10 +18,12 @@ from ansible.module_utils.triton_app_probe import (
     run_probe,
     shared_memory_regions,
 )
-from support.runtime_plan import with_runtime
+from ansible.module_utils.triton_runtime import RuntimeSectionError
+from support.plans import dgpu_host, gpu, make_plan
 
-CPU_PLAN = with_runtime({"enable_gpu": False, "platform": "cpu", "gpu_ids": []}, [0])
-GPU_PLAN = with_runtime({"enable_gpu": True, "platform": "dgpu", "gpu_ids": [0]})
+# A dGPU host planned on the CPU (its GPU hidden, its pools 0), and the same host planned on its GPU.
+CPU_PLAN = make_plan(dgpu_host([gpu(0, "NVIDIA L4", "8.9")]), enable_gpu="false")
+GPU_PLAN = make_plan(dgpu_host([gpu(0, "NVIDIA L4", "8.9")]))
 KIND_GPU_MESSAGE = "instance group add_gpu_0 of model add_gpu has kind KIND_GPU but no GPUs are available"
 
 
@@ -56,7 +57,7 @@ def test_request_carries_the_plans_memory_options_verbatim(tmp_path):
 
 
 def test_plan_without_runtime_is_refused(tmp_path):
-    with pytest.raises(AppCheckError, match="The plan has no runtime section"):
+    with pytest.raises(RuntimeSectionError, match="The plan has no complete runtime section"):
         probe_request(tmp_path, tmp_path, tmp_path, [], {"enable_gpu": False}, 5.0)
 
 

@@ -13,7 +13,11 @@ identical environment, server options, minimum compute capability and build kind
   rendered as Ansible renders it, and the check's minimum compute capability),
 - verification (``triton_verify_host.device_environment`` when no server runs),
 - the source build (``--enable-gpu``, ``--min-compute-capability``) and the install's build check,
-- the model renderer (the minimum compute capability in Triton's invalid-gpu-id message).
+- the model renderer (the minimum compute capability in Triton's invalid-gpu-id message),
+- an embedded application: its launcher's environment and build environment
+  (``triton_app.launch_environment``, ``build_environment``), the server options appended to its
+  command line (``launch_argv``) and the app check's minimum compute capability,
+- the in-process probe: the server options it sets through the C API (``triton_app_probe``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from typing import Any
 
 import pytest
 import yaml
+from ansible.module_utils.triton_app import build_environment, launch_argv, launch_environment
+from ansible.module_utils.triton_app_check import binary_findings
+from ansible.module_utils.triton_app_probe import apply_options, probe_request
 from ansible.module_utils.triton_container_spec import container_run_argv, container_run_spec
 from ansible.module_utils.triton_device_check import check_devices
 from ansible.module_utils.triton_install_errors import InstallError
@@ -55,6 +62,21 @@ SERVICE_OPTIONS = {
 }
 MANIFEST = {"server_version": "x", "gpu_build": True, "python_bin_dir": None}
 CONTAINER_OPTIONS = {"models_root": "/srv/m", "engine": "docker"}
+APP_HOME = "/opt/tritonserver/current"
+# Flags the probe sets that the plan leaves at Triton's default (no flag in server_args), and its
+# own: no metrics endpoint in-process.
+TRITON_DEFAULTS = {"--allow-gpu-metrics=true", "--enable-peer-access=true"}
+PROBE_OWN = {"--allow-metrics=false"}
+
+
+class RecordingTriton:
+    """The C API as the probe calls it (``api.call(name, *args)``), recorded instead of run."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def call(self, name: str, *args: Any) -> None:
+        self.calls.append((name, *args))
 
 
 def _plans() -> list[Any]:
@@ -86,6 +108,26 @@ def _device_check_environment(plan: dict[str, Any]) -> dict[str, str]:
     return template.render(ansible_facts={"triton_plan": plan})
 
 
+# An application linking a GPU-built libtritonserver that sets every option the plan can ask for.
+EMBEDDING_APP = {
+    "path": "/r/app",
+    "elf": True,
+    "links_triton": True,
+    "needed": ["libtritonserver.so"],
+    "rpath": None,
+    "runpath": None,
+    "library_name": "libtritonserver.so",
+    "library": {"path": "/l.so", "real_path": "/l.so", "via": "RPATH", "gpu_build": True, "cuda_runtime": []},
+    "cuda_device_calls": [],
+    "option_setters": [
+        "TRITONSERVER_ServerOptionsSetPinnedMemoryPoolByteSize",
+        "TRITONSERVER_ServerOptionsSetCudaMemoryPoolByteSize",
+        "TRITONSERVER_ServerOptionsSetMinSupportedComputeCapability",
+        "TRITONSERVER_ServerOptionsSetModelLoadRetryCount",
+    ],
+}
+
+
 def test_every_process_gets_the_same_environment(planned):
     host, plan = planned
     runtime = plan["runtime"]
@@ -93,6 +135,8 @@ def test_every_process_gets_the_same_environment(planned):
         "service": _cuda(server_env(plan, MANIFEST, SERVICE_OPTIONS)),
         "device check task": _device_check_environment(plan),
         "verification": device_environment({"found": False, "environment": {}}, plan),
+        "embedded application": _cuda(launch_environment(plan, MANIFEST, APP_HOME, "/var/lib/app", "/srv/m", {})),
+        "embedded application build": _cuda(build_environment(plan, APP_HOME)),
     }
     assert all(env == runtime["env"] for env in seen.values()), seen
     if plan["container_image"]:
@@ -105,6 +149,15 @@ def test_every_server_command_line_gets_the_same_options(planned, tmp_path):
     host, plan = planned
     native = _after_endpoints(server_argv(plan, SERVICE_OPTIONS))
     assert native == plan["runtime"]["server_args"]
+    # An embedded application that takes tritonserver's flags gets exactly these after its own.
+    assert launch_argv(Path("/r"), "app", ["--own"], plan, True) == ["/r/app", "--own", *native]
+    # The probe sets every one of them through the C API, and otherwise only Triton's defaults.
+    api = RecordingTriton()
+    request = probe_request(Path("/l.so"), Path("/r"), Path("/m"), [], plan, 1.0)
+    applied = apply_options(api, "options", request)
+    assert set(native) <= set(applied) and set(applied) - set(native) <= TRITON_DEFAULTS | PROBE_OWN, applied
+    pools = [c[2:] for c in api.calls if c[0] == "TRITONSERVER_ServerOptionsSetCudaMemoryPoolByteSize"]
+    assert pools == [(int(g), s) for g, s in plan["runtime"]["memory"]["cuda_memory_pool_bytes"].items()]
     if plan["container_image"]:
         spec = dict(container_run_spec(plan, with_containers(dict(host)), CONTAINER_OPTIONS), image_id="0" * 64)
         (tmp_path / "container.json").write_text(json.dumps(dict(spec, argv=container_run_argv(spec))))
@@ -130,6 +183,10 @@ def test_every_consumer_applies_the_same_minimum_compute_capability(planned):
         config = parse_config("instance_group [{ kind: KIND_GPU gpus: [7] }]", "/r/m/config.pbtxt")
         (problem,) = validate(config, plan, host, runtime["gpu_build"])
         assert f"compute compatibility of {float(runtime['min_compute_capability']):.6f}" in problem.message
+        # The app check finds the same GPU excluded from an embedded application.
+        low_gpu = {"index": plan["gpu_ids"][0], "name": "below the minimum", "compute_capability": below}
+        (excluded,) = binary_findings(EMBEDDING_APP, plan, {}, "test", [low_gpu], None)
+        assert f"minimum compute capability {runtime['min_compute_capability']} excludes" in excluded["message"]
 
 
 def test_the_install_accepts_exactly_the_build_kind_the_plan_names(planned):
