@@ -301,7 +301,7 @@ def running(libs):
         "SECRET": "x",
     }
     proc = subprocess.Popen([str(app)], env=env)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline and "libtritonserver" not in Path(f"/proc/{proc.pid}/maps").read_text():
         time.sleep(0.02)
     yield app, proc
