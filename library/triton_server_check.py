@@ -104,7 +104,7 @@ EXAMPLES = r"""
 - name: Ensure Triton serves the deployed models as rendered
   triton_server_check:
     url: "http://127.0.0.1:{{ triton_service_http_port }}"
-    expected_instance_groups: "{{ __triton_models_render['instance_groups'] }}"
+    expected_instance_groups: "{{ triton_models_result['instance_groups'] }}"
     pidfile: /run/tritonfleet/tritonserver.pid
     plan: "{{ ansible_facts['triton_plan'] }}"
     api_key_header: tritonfleet-admin-key

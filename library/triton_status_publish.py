@@ -90,7 +90,7 @@ EXAMPLES = r"""
   triton_status_publish:
     host_name: "{{ inventory_hostname }}"
     result: "{{ __triton_rollout_result }}"
-    verify_report: "{{ __triton_verify_report.report | default(omit) }}"
+    verify_report: "{{ triton_verify_result.report | default(omit) }}"
     metrics_file: /var/lib/prometheus/node-exporter/tritonfleet.prom
     url: https://fleet.example.internal/tritonfleet/status
     token_file: /etc/tritonfleet/status-token

@@ -3,6 +3,15 @@
 
 from __future__ import annotations
 
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ansible.errors import AnsibleLookupError
+from ansible.plugins.lookup import LookupBase
+from ansible.template import trust_as_template
+
 DOCUMENTATION = r"""
 name: triton_setting
 short_description: A setting of another tritonfleet role, read from the one role that owns it
@@ -31,15 +40,6 @@ _list:
   description: The value of each variable, templated.
   type: list
 """
-
-from functools import cache
-from pathlib import Path
-from typing import Any
-
-import yaml
-from ansible.errors import AnsibleLookupError
-from ansible.plugins.lookup import LookupBase
-from ansible.template import trust_as_template
 
 _ROLES = Path(__file__).resolve().parents[2] / "roles"
 
