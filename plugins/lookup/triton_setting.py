@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections import ChainMap
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,16 @@ def _trusted(value: Any) -> Any:
     return value
 
 
+@cache
+def _defaults_layer() -> dict[str, Any]:
+    """Every role's defaults, under the play's variables: an owner's default may build on another
+    setting (the service's key file on its config directory, the app's paths on the service's)."""
+    layer: dict[str, Any] = {}
+    for defaults in _role_defaults().values():
+        layer.update(_trusted(defaults))
+    return layer
+
+
 def owner_default(name: str) -> tuple[str, Any]:
     """The role that owns ``name`` (the longest role name prefixing it) and its default there."""
     roles = _role_defaults()
@@ -82,13 +93,7 @@ class LookupModule(LookupBase):
     """See DOCUMENTATION."""
 
     def run(self, terms: list[Any], variables: dict[str, Any] | None = None, **kwargs: Any) -> list[Any]:
-        play_vars = dict(variables or {})
-        # Under the play's variables, every role's defaults: an owner's default may build on
-        # another owner's setting (the service's key file on its config directory).
-        layered: dict[str, Any] = {}
-        for defaults in _role_defaults().values():
-            layered.update(_trusted(defaults))
-        layered.update(play_vars)
+        layered = ChainMap(variables or {}, _defaults_layer())
         templar = self._templar.copy_with_new_env(available_variables=layered)
         values = []
         for term in terms:
