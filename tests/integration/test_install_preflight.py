@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support.plans import base_host, jetson_host, make_plan, podman_engine, with_containers
+from support.plans import base_host, jetson_host, make_plan, podman_engine, with_containers, with_method
 
 pytestmark = pytest.mark.integration
 
@@ -47,12 +47,11 @@ def run_preflight(tmp_path: Path, extra: dict) -> subprocess.CompletedProcess:
     ("extra", "expected"),
     [
         (
-            {"triton_install_method": "wheel", "triton_install_plan": JETSON_PLAN},
+            {"triton_install_plan": with_method(JETSON_PLAN, "wheel")},
             ["cannot serve this host: platform jetson", "Arm server (SBSA) build", "Use triton_install_method=tarball"],
         ),
         (
             {
-                "triton_install_method": "tarball",
                 "triton_install_plan": JETSON_PLAN,
                 "triton_install_tarball_sha256": "abc",
             },
@@ -64,7 +63,7 @@ def run_preflight(tmp_path: Path, extra: dict) -> subprocess.CompletedProcess:
             ],
         ),
         (
-            {"triton_install_method": "container", "triton_install_plan": JETSON_PLAN},
+            {"triton_install_plan": with_method(JETSON_PLAN, "container")},
             [
                 "triton_install_method=container runs the server with no engine",
                 "the engines that can start a container on this host are [] (triton_host.container_engines)",
@@ -74,7 +73,6 @@ def run_preflight(tmp_path: Path, extra: dict) -> subprocess.CompletedProcess:
         ),
         (
             {
-                "triton_install_method": "container",
                 "triton_install_plan": CPU_CONTAINER_PLAN,
                 "triton_install_host": CONTAINER_HOST,
                 "triton_install_container_source": {"type": "archive", "path": "/srv/images/t.tar"},
@@ -86,11 +84,11 @@ def run_preflight(tmp_path: Path, extra: dict) -> subprocess.CompletedProcess:
             ],
         ),
         (
-            {"triton_install_method": "source", "triton_install_plan": CPU_PLAN, "triton_install_source_repo": ""},
+            {"triton_install_plan": with_method(CPU_PLAN, "source"), "triton_install_source_repo": ""},
             ["needs a server repository and ref", "triton_install_source_repo is ''", "branch such as r24.10"],
         ),
         (
-            {"triton_install_method": "wheel", "triton_install_plan": {"release": "24.10"}},
+            {"triton_install_plan": {"release": "24.10", "install_method": "wheel"}},
             ["The install request is invalid", "plan server_version=missing", "Run the preflight first"],
         ),
     ],
@@ -112,6 +110,6 @@ def test_bad_request_fails_before_any_change_and_says_why(tmp_path, extra, expec
 
 
 def test_valid_request_passes(tmp_path):
-    result = run_preflight(tmp_path, {"triton_install_method": "wheel", "triton_install_plan": CPU_PLAN})
+    result = run_preflight(tmp_path, {"triton_install_plan": CPU_PLAN})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok=" in result.stdout and "failed=0" in result.stdout

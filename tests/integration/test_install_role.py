@@ -24,7 +24,7 @@ import pytest
 from ansible.module_utils.triton_elf import elf_rpath
 from ansible.module_utils.triton_host import gather_host_facts
 from support.container_images import tritonserver_image
-from support.plans import base_host, make_plan
+from support.plans import base_host, make_plan, with_method
 from support.server_checkout import fake_server_checkout
 from support.triton_dist import (
     CACHE_DIR,
@@ -197,7 +197,7 @@ def test_gpu_build_where_the_plan_declares_a_cpu_only_build_fails(wheel_prefix: 
     before = snapshot(wheel_prefix)
     # A plan for the user's own CPU-only build (triton_gpu_build: false); the wheel is a GPU build.
     cpu_build_plan = make_plan(base_host(), "24.10", "tarball", gpu_build="false")
-    extra = dict(base_vars(wheel_prefix), triton_install_plan=cpu_build_plan, triton_install_method="wheel")
+    extra = dict(base_vars(wheel_prefix), triton_install_plan=with_method(cpu_build_plan, "wheel"))
     run = run_role(wheel_prefix.parent, extra)
     assert run.rc != 0
     assert "is a GPU build" in run.out and "declares a CPU-only build" in run.out
@@ -224,7 +224,7 @@ def assert_serves(release: Path, work: Path) -> None:
 
 
 def tarball_vars(prefix: Path, **more: object) -> dict:
-    return base_vars(prefix, triton_install_method="tarball", **more)
+    return base_vars(prefix, triton_install_plan=make_plan(base_host(), "24.10", "tarball"), **more)
 
 
 def test_tarball_from_a_local_file(tmp_path: Path, release_tarball: tuple[Path, str]) -> None:
@@ -313,7 +313,6 @@ def source_vars(prefix: Path, repo: Path, **more: object) -> dict:
     return base_vars(
         prefix,
         triton_install_plan=make_plan(base_host(), "24.10", "source"),
-        triton_install_method="source",
         triton_install_source_repo=str(repo),
         triton_install_source_backends=["ensemble", "python"],
         # build.py's venv (distro, requests), made once per machine (the role's pip task finds it complete).
@@ -370,7 +369,7 @@ def test_container_method_makes_the_image_present_and_writes_the_run_spec(tmp_pa
     plan = make_plan(host, "24.10", "container")
     assert plan["container_engine"] == "podman"
     prefix = tmp_path / "prefix"
-    extra = base_vars(prefix, triton_install_method="container", triton_install_host=host, triton_install_plan=plan,
+    extra = base_vars(prefix, triton_install_host=host, triton_install_plan=plan,
                       triton_install_container_source={"type": "registry", "image": image.reference})  # fmt: skip
     first = run_role(tmp_path, extra)
     assert first.rc == 0, first.out[-3000:]
@@ -396,7 +395,8 @@ def test_container_method_makes_the_image_present_and_writes_the_run_spec(tmp_pa
 def test_container_preflight_fails_before_any_change_without_an_engine(tmp_path: Path) -> None:
     prefix = tmp_path / "prefix"
     host = {"container_engines": [], "nvidia_container_runtime": {"present": False, "paths": [], "cdi_specs": []}}
-    run = run_role(tmp_path, base_vars(prefix, triton_install_method="container", triton_install_host=host))
+    extra = base_vars(prefix, triton_install_host=host, triton_install_plan=with_method(CPU_PLAN, "container"))
+    run = run_role(tmp_path, extra)
     assert run.rc != 0
     assert "the engines that can start a container on this host are []" in run.out
     assert "Rerun preflight with triton_install_method=container" in run.out

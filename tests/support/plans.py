@@ -174,3 +174,9 @@ def jetson_host(kind: str, nodes: bool = True, **over: Any) -> dict[str, Any]:
 def make_plan(host: dict[str, Any], release: str = "24.10", method: str = "wheel", **kw: Any) -> dict[str, Any]:
     """The plan preflight makes for ``host`` (``kw``: enable_gpu, gpus, gpu_build, container_gpu_mode, ...)."""
     return build_plan(host, matrix(), release, method, **kw)
+
+
+def with_method(plan: dict, method: str) -> dict:
+    """``plan`` carrying another install method, as a stale or hand-edited plan would: the install
+    role takes its method from the plan and must judge such a request itself."""
+    return {**plan, "install_method": method}
