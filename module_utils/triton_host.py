@@ -35,7 +35,7 @@ SCHEMA_VERSION = 1
 MAX_READ_BYTES = 16 * 1024 * 1024
 _MAX_SYMLINK_HOPS = 40
 
-# jtop NVIDIA_JETPACK / jetson-containers get_jetpack_version (docs/triton-facts.md, "Jetson"). Releases
+# jtop NVIDIA_JETPACK / jetson-containers get_jetpack_version (docs/upstream-facts.md, "Jetson"). Releases
 # before R31 have no Triton build and ambiguous JetPack labels, so they are reported unknown.
 L4T_TO_JETPACK: dict[str, str] = {
     "39.2.0": "7.2",
@@ -90,7 +90,7 @@ L4T_TO_JETPACK: dict[str, str] = {
     "31.0.1": "4.0",
 }
 
-# SoC (last "nvidia,tegraNNN" in the device-tree compatible) -> iGPU (docs/triton-facts.md, "Compute capability").
+# SoC (last "nvidia,tegraNNN" in the device-tree compatible) -> iGPU (docs/upstream-facts.md, "Compute capability").
 SOC_IGPU: dict[str, dict[str, str]] = {
     "tegra264": {"name": "Thor", "compute_capability": "11.0"},
     "tegra234": {"name": "Orin", "compute_capability": "8.7"},
@@ -99,7 +99,7 @@ SOC_IGPU: dict[str, dict[str, str]] = {
     "tegra210": {"name": "Tegra X1", "compute_capability": "5.3"},
 }
 
-# jtop MODULE_NAME_TABLE (docs/triton-facts.md, "Jetson"): module part number -> module name.
+# jtop MODULE_NAME_TABLE (docs/upstream-facts.md, "Jetson"): module part number -> module name.
 MODULE_NAMES: dict[str, str] = {
     "p3834-0008": "Jetson AGX Thor Developer Kit",
     "p3767-0005": "Jetson Orin Nano Developer Kit",

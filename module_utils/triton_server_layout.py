@@ -8,7 +8,7 @@ Every method ends in the same tree (docs/architecture.md, "Install layout")::
 The wheel's binaries are pointed at ``<release>/lib`` by rewriting their RPATH
 (``triton_elf.set_elf_rpath``): without it the python backend stub does not find the server's
 libraries, fails to start and the server hangs in "loading" (measured with tritonserver 2.51.0
-from ``nvidia-pytriton`` 0.7.0; docs/triton-facts.md, "The nvidia-pytriton wheel").
+from ``nvidia-pytriton`` 0.7.0; docs/upstream-facts.md, "The nvidia-pytriton wheel").
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ansible.module_utils.triton_install_errors import ChecksumError, InstallErr
 from ansible.module_utils.triton_release_lifecycle import file_sha256
 
 # pytriton wheel version -> (Triton server version, NGC release) it bundles
-# (docs/triton-facts.md, "The nvidia-pytriton wheel").
+# (docs/upstream-facts.md, "The nvidia-pytriton wheel").
 WHEEL_SERVER_VERSIONS: dict[str, tuple[str, str]] = {"0.7.0": ("2.51.0", "24.10")}
 WHEEL_DIST_NAME = "nvidia_pytriton"
 WHEEL_SERVER_DIR = "pytriton/tritonserver"

@@ -43,7 +43,7 @@ _JP6_TAIL = (
     "TARGET_USERSPACE_LIB_DIR=nvidia\n"
     "TARGET_USERSPACE_LIB_DIR_PATH=usr/lib/aarch64-linux-gnu/nvidia\n"
 )
-# Nodes libcuda opens on nvgpu JetPacks (docs/triton-facts.md, "Jetson"), a subset of the r36 set.
+# Nodes libcuda opens on nvgpu JetPacks (docs/upstream-facts.md, "Jetson"), a subset of the r36 set.
 _JP6_NODES = (
     "/dev/nvhost-ctrl-gpu",
     "/dev/nvhost-gpu",
@@ -90,7 +90,7 @@ JETSON_BOARDS: dict[str, JetsonBoard] = {
     ),
 }
 
-# x86 dGPU nodes (docs/triton-facts.md, "Jetson"); nvidia<N> is added per GPU.
+# x86 dGPU nodes (docs/upstream-facts.md, "Jetson"); nvidia<N> is added per GPU.
 DGPU_GLOBAL_NODES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
 
 PROFILES = ("cpu", "jetson", "dgpu")

@@ -3,7 +3,7 @@
 
 Uses tests/support/triton_dist.py (the role's own layout code). The server runs without
 LD_LIBRARY_PATH, which proves the RPATH rewrite: with the wheel's original RPATH the python
-backend stub cannot find lib/ and the server never becomes ready (docs/triton-facts.md, "The nvidia-pytriton wheel").
+backend stub cannot find lib/ and the server never becomes ready (docs/upstream-facts.md, "The nvidia-pytriton wheel").
 """
 
 from __future__ import annotations

@@ -339,7 +339,7 @@ def test_source_method_builds_with_build_py_and_installs(tmp_path: Path, server_
     ).stdout.strip()
     data = manifest(prefix)
     assert (data["method"], data["source"], data["gpu_build"]) == ("source", f"{server_repo}@{commit}", False)
-    # ensemble is part of core: build.py installs no backends/ensemble (docs/triton-facts.md, "build.py").
+    # ensemble is part of core: build.py installs no backends/ensemble (docs/upstream-facts.md, "build.py").
     assert data["backends"] == ["python"]
     again = run_role(tmp_path, source_vars(prefix, server_repo))
     assert (again.rc, again.changed) == (0, 0), again.out[-3000:]

@@ -470,7 +470,7 @@ def test_server_stuck_loading_fails_within_the_timeout_with_its_log(deployment: 
 
 def test_remove_leaves_nothing_behind(deployment: Deployment):
     uid = pwd.getpwnam(USER).pw_uid
-    # What a server killed with -9 leaves behind (docs/triton-facts.md, "The nvidia-pytriton wheel"),
+    # What a server killed with -9 leaves behind (docs/upstream-facts.md, "The nvidia-pytriton wheel"),
     # next to a region of some other server on this machine that removal must not touch.
     ours = Path(f"/dev/shm/triton_python_backend_shm_region_{deployment.base.name}-ours")
     theirs = Path(f"/dev/shm/triton_python_backend_shm_region_{deployment.base.name}-theirs")

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """The tritonserver test image, built on this machine without any registry.
 
-No registry but Debian's and PyPI is reachable here (lab-notes.md, "Containers"), so the image
+No registry but Debian's and PyPI is reachable from the test machines (docs/containers.md), so the image
 the container method serves in the tests is built: a layer on tritonfleet's Debian base image,
 built and cached by ``tools/podman_images.py`` (the same base the execution environment stands
 on, so a fresh machine builds it once), with podman run with the settings ``triton_host_facts``

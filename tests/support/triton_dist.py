@@ -2,7 +2,7 @@
 """A real Triton server for tests, from the PyPI wheel ``nvidia-pytriton==0.7.0`` (tritonserver 2.51.0).
 
 The wheel bundles a real GPU-enabled ``tritonserver`` 2.51.0 (release 24.10) with the python
-backend; it runs on this CPU-only machine (docs/triton-facts.md, "The nvidia-pytriton wheel").
+backend; it runs on this CPU-only machine (docs/upstream-facts.md, "The nvidia-pytriton wheel").
 
 Functions (all cached under ``tests/.work/cache/``, safe to call from parallel pytest processes):
 

@@ -98,7 +98,7 @@ def test_toolkit_min_driver(matrix, cuda, expected):
     ("release", "expected", "basis"),
     [
         ("24.10", "560.35.03", "CUDA 12.6.2 full support"),
-        # docs/triton-facts.md, "CUDA and driver": the notes print 560 for 25.01 and 575 for 25.08;
+        # docs/upstream-facts.md, "CUDA and driver": the notes print 560 for 25.01 and 575 for 25.08;
         # the CUDA version decides.
         ("25.01", "570.26", "CUDA 12.8.0.038"),
         ("25.08", "580.65.06", "CUDA 13.0.0.044"),

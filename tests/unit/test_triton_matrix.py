@@ -34,7 +34,7 @@ EXPECTED_RELEASES = months((23, 1), (26, 8))
 
 
 def expected_server_version(release: str) -> str:
-    """docs/triton-facts.md, "Releases and versions".
+    """docs/upstream-facts.md, "Releases and versions".
 
     2.NN.0, NN = 30 for 23.01 +1 a month; 25.07 is 2.59.1, so NN lags by one after it.
     """
@@ -123,7 +123,7 @@ def test_known_cuda_versions_map_to_a_driver(matrix):
 
 
 def test_derived_driver_corrects_copy_pasted_notes(matrix):
-    """docs/triton-facts.md, "CUDA and driver".
+    """docs/upstream-facts.md, "CUDA and driver".
 
     25.01 (CUDA 12.8) prints 560 but needs 570.26; CUDA 13 releases print 575 but need >= 580.
     """

@@ -839,8 +839,8 @@ def test_repositories_triton_serves_are_not_refused(tmp_path, layout):
 
 def test_links_inside_the_repository_are_accepted(tmp_path):
     root = tmp_path / "repo"
-    write(root, {**model("m", py(), ("shared.py", "2/model.py")), **model("n", py(), ())})
-    os.symlink("../shared.py", root / "m" / "2" / "helper.py")
+    write(root, {**model("m", py(), ("common.py", "2/model.py")), **model("n", py(), ())})
+    os.symlink("../common.py", root / "m" / "2" / "helper.py")
     os.symlink("../m/2", root / "n" / "1")
     settings = RenderSettings(PLAN, HOST, "keep", release_backends=BACKENDS)
     assert check_repository(root, settings).errors == []

@@ -224,8 +224,8 @@ def test_a_link_leaving_the_repository_is_refused_before_anything_is_built(repo,
 
 
 def test_a_link_inside_the_repository_is_released_as_a_plain_copy(repo, tmp_path):
-    (repo / "add_sub" / "shared.py").write_text("SHARED = 1\n")
-    os.symlink("../shared.py", repo / "add_sub" / "1" / "helper.py")
+    (repo / "add_sub" / "common.py").write_text("SHARED = 1\n")
+    os.symlink("../common.py", repo / "add_sub" / "1" / "helper.py")
     build = build_release(repo, tmp_path / "build", _render())
     copied = build.path / "add_sub" / "1" / "helper.py"
     assert copied.is_file() and not copied.is_symlink()
